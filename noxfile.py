@@ -1,0 +1,35 @@
+"""Developer sessions: tests, lint, typecheck, bench."""
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
+        session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
+        session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
+        session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
+        session.install("-e", ".[test]", "uv")
+    session.run("python", "benchmarks/run.py", *session.posargs)

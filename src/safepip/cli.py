@@ -1,0 +1,145 @@
+"""The command line: parse as pip does, dispatch, and map errors to exit statuses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from safepip import __version__
+from safepip.errors import ExitStatus, SafepipError, UsageError
+
+__all__ = ["main"]
+
+_HELP = """\
+Usage:
+  safepip <command> [options]
+
+safepip is a hardened front end for pip: it resolves, downloads and verifies every file
+itself, applies its policy, and hands pip only verified local files.
+
+Commands served by safepip:
+  install      Install packages (verified, then handed to pip offline).
+  download     Download and verify packages into a directory.
+  wheel        Collect verified wheels into a directory (no builds).
+
+Commands passed to the target environment's pip unchanged:
+  list, freeze, show, check, inspect, uninstall, config, cache, hash, debug, help, ...
+
+Exit statuses: 0 done, 1 error, 2 usage, 3 refused by policy.
+Every pip option is accepted with pip's meaning or refused with a reason; see
+`safepip install --help` for pip's option list.
+"""
+
+
+def _version_text() -> str:
+    from pip import __version__ as pip_version
+
+    return f"safepip {__version__} (pip {pip_version})"
+
+
+def _strip_python_option(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    python: str | None = None
+    out: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg == "--python":
+            python = next(it, None)
+        elif arg.startswith("--python="):
+            python = arg.split("=", 1)[1]
+        else:
+            out.append(arg)
+    return python, out
+
+
+def _passthrough(command: str, args: Sequence[str]) -> int:
+    """Run the target's own pip for commands that neither resolve, download nor build."""
+    from safepip.target import find_interpreter
+
+    python_opt, rest = _strip_python_option(args)
+    python, _ = find_interpreter(python_opt or os.environ.get("PIP_PYTHON"), os.environ)
+    has_pip = (
+        subprocess.run(
+            [
+                python,
+                "-c",
+                "import importlib.util,sys; sys.exit(importlib.util.find_spec('pip') is None)",
+            ],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    if has_pip:
+        argv = [python, "-m", "pip", command, *rest]
+    else:
+        argv = [sys.executable, "-m", "pip", "--python", python, command, *rest]
+    try:
+        return subprocess.run(argv, check=False).returncode
+    except OSError as exc:
+        raise SafepipError(f"cannot run pip for {python}: {exc}") from None
+
+
+def _run_pipeline(command: str, args: Sequence[str]) -> int:
+    from safepip.config import parse_pipeline_args
+    from safepip.pipeline import run
+    from safepip.report import TerminalReporter
+
+    settings = parse_pipeline_args(command, args)
+    stream = sys.stderr if settings.report == "-" else sys.stdout
+    run(settings, reporter=TerminalReporter(settings.verbosity, stream))
+    return ExitStatus.OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(args)
+    except SafepipError as exc:
+        print(exc.render(), file=sys.stderr)
+        return int(exc.exit_status)
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was installed", file=sys.stderr)
+        return int(ExitStatus.ERROR)
+
+
+def _dispatch(args: list[str]) -> int:
+    from safepip.config import PASSTHROUGH_COMMANDS, PIPELINE_COMMANDS, split_command
+
+    if args and args[0] in ("--version", "-V"):
+        print(_version_text())
+        return ExitStatus.OK
+    if not args or args[0] in ("-h", "--help"):
+        print(_HELP, end="")
+        return ExitStatus.OK
+    command, rest = split_command(args)
+    if command is None:
+        if "--version" in args or "-V" in args:
+            print(_version_text())
+            return ExitStatus.OK
+        print(_HELP, end="")
+        return ExitStatus.OK
+    if command in ("-h", "--help"):
+        print(_HELP, end="")
+        return ExitStatus.OK
+    if command == "lock":
+        raise UsageError(
+            "`lock` is not served yet, and safepip never hands a resolving command to pip",
+            hint="pin with `safepip install --dry-run --report FILE` for now",
+        )
+    if command in PIPELINE_COMMANDS:
+        if "-h" in rest or "--help" in rest:
+            return _passthrough_help(command)
+        return _run_pipeline(command, rest)
+    if command in PASSTHROUGH_COMMANDS:
+        return _passthrough(command, rest)
+    raise UsageError(f"unknown command {command!r}", hint="see `safepip --help`")
+
+
+def _passthrough_help(command: str) -> int:
+    return subprocess.run([sys.executable, "-m", "pip", command, "--help"], check=False).returncode
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""pip's command line, pip.conf files and ``PIP_*`` variables, read by pip's own parser, turned
+into one frozen :class:`Settings`."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import optparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+from safepip.errors import ConfigError, PolicyRefusal, UsageError
+from safepip.models import IndexSource, UserRequirement
+from safepip.net import NetSettings, is_secure_origin, redact_url, strip_credentials
+
+__all__ = [
+    "PASSTHROUGH_COMMANDS",
+    "PIPELINE_COMMANDS",
+    "Settings",
+    "parse_pipeline_args",
+    "split_command",
+]
+
+PIPELINE_COMMANDS = frozenset({"install", "download", "wheel", "lock"})
+PASSTHROUGH_COMMANDS = frozenset(
+    {
+        "list",
+        "freeze",
+        "show",
+        "check",
+        "inspect",
+        "config",
+        "cache",
+        "uninstall",
+        "help",
+        "hash",
+        "debug",
+        "completion",
+        "search",
+        "index",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a pipeline run needs to know from the command line and configuration."""
+
+    command: str
+    requirements: tuple[UserRequirement, ...]
+    constraints: tuple[UserRequirement, ...]
+    sources: tuple[IndexSource, ...]
+    net: NetSettings
+    python: str | None = None
+    upgrade: bool = False
+    upgrade_strategy: str = "only-if-needed"
+    force_reinstall: bool = False
+    ignore_installed: bool = False
+    no_deps: bool = False
+    pre: bool = False
+    prerelease_names: frozenset[NormalizedName] = frozenset()
+    final_only_names: frozenset[NormalizedName] = frozenset()
+    only_binary: frozenset[str] = frozenset()
+    no_binary: frozenset[str] = frozenset()
+    prefer_binary: bool = False
+    require_hashes: bool = False
+    dry_run: bool = False
+    report: str | None = None
+    target_dir: str | None = None
+    user: bool = False
+    prefix: str | None = None
+    root: str | None = None
+    compile: bool = True
+    no_warn_script_location: bool = False
+    no_warn_conflicts: bool = False
+    root_user_action: str | None = None
+    break_system_packages: bool = False
+    ignore_requires_python: bool = False
+    verbosity: int = 0
+    cache_dir: Path | None = None
+    uploaded_prior_to: datetime.datetime | None = None
+    platforms: tuple[str, ...] = ()
+    python_version: str | None = None
+    implementation: str | None = None
+    abis: tuple[str, ...] = ()
+    output_dir: str | None = None
+    exists_action: tuple[str, ...] = ()
+    progress_bar: str = "on"
+    log: str | None = None
+    no_color: bool = False
+    allowed_http_hosts: frozenset[str] = frozenset()
+    requested_order: tuple[NormalizedName, ...] = field(default=())
+
+    @property
+    def custom_tags(self) -> bool:
+        return bool(self.platforms or self.python_version or self.implementation or self.abis)
+
+    def allows_binary(self, name: NormalizedName) -> bool:
+        return _allowed_format(name, self.only_binary, self.no_binary) != "source"
+
+    def allows_source(self, name: NormalizedName) -> bool:
+        return _allowed_format(name, self.only_binary, self.no_binary) != "binary"
+
+    def allows_prereleases(self, name: NormalizedName) -> bool | None:
+        if name in self.prerelease_names:
+            return True
+        if name in self.final_only_names:
+            return False
+        return True if self.pre else None
+
+
+def _allowed_format(
+    name: NormalizedName, only_binary: frozenset[str], no_binary: frozenset[str]
+) -> str:
+    """'binary', 'source' or 'both', with pip's precedence rules."""
+    if name in only_binary:
+        return "binary"
+    if name in no_binary:
+        return "source"
+    if ":all:" in only_binary:
+        return "binary"
+    if ":all:" in no_binary:
+        return "source"
+    return "both"
+
+
+# Options pip lists for `install` that safepip refuses, with the reason shown to the user.
+REFUSED_OPTIONS: Mapping[str, str] = {
+    "editables": "editable installs (-e) are not supported yet; install a built wheel instead",
+    "src_dir": "--src only applies to editable VCS checkouts, which are not supported yet",
+    "requirements_from_scripts": "--requirements-from-script is not supported yet; "
+    "list the script's dependencies in a requirements file",
+    "use_features": "--use-feature changes pip's behaviour in ways safepip does not verify",
+    "deprecated_features_enabled": "--use-deprecated re-enables behaviour safepip does not verify",
+}
+
+
+def split_command(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Split ``argv`` into the subcommand and the rest, as pip does (general options may come
+    before the subcommand)."""
+    from pip._internal.cli.main_parser import create_main_parser
+
+    parser = create_main_parser()
+    try:
+        _, rest = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        raise UsageError(
+            "invalid general option", hint="see `safepip --help`", reference="usage"
+        ) from exc
+    if not rest:
+        return None, list(argv)
+    command = rest[0]
+    args = list(argv)
+    args.remove(command)
+    return command, args
+
+
+def _pip_parse(
+    command: str, args: Sequence[str]
+) -> tuple[optparse.Values, list[str], optparse.Values]:
+    """pip's options (configuration applied), positional arguments, and pip's bare defaults."""
+    from pip._internal.commands import create_command
+
+    pip_command = "download" if command == "lock" else command
+    cmd = create_command(pip_command, isolated=("--isolated" in args))
+    # Taken before parsing: optparse appends into a shared default list.
+    defaults = copy.deepcopy(optparse.OptionParser.get_default_values(cmd.parser))
+    options, positional = cmd.parse_args(list(args))
+    return options, positional, defaults
+
+
+def parse_pipeline_args(
+    command: str, args: Sequence[str], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Parse a pipeline command exactly as pip would, configuration files and ``PIP_*`` included."""
+    from safepip.reqs import read_requirements
+
+    environ = os.environ if environ is None else environ
+    try:
+        options, positional, defaults = _pip_parse(command, args)
+    except SystemExit as exc:
+        # optparse has already printed pip's usage message naming the bad option.
+        raise UsageError(
+            f"invalid arguments for `{command}`", hint=f"see `safepip {command} --help`"
+        ) from exc
+    except Exception as exc:  # pip's own configuration errors
+        raise ConfigError(f"cannot read pip's configuration: {exc}") from None
+
+    for dest, reason in REFUSED_OPTIONS.items():
+        if getattr(options, dest, None) and getattr(options, dest) != getattr(defaults, dest, None):
+            raise UsageError(f"{_option_name(dest)} is refused: {reason}")
+    if getattr(options, "use_user_site", False) and getattr(options, "target_dir", None):
+        raise UsageError("cannot combine --user and --target")
+
+    parsed = read_requirements(options, positional)
+    sources, creds = _sources(options, parsed.index_urls, parsed.find_links, parsed.no_index)
+    http_hosts = _check_insecure_sources(sources, options, parsed.trusted_hosts)
+    net = NetSettings(
+        cert=options.cert or None,
+        client_cert=options.client_cert or None,
+        proxy=options.proxy or None,
+        trust_env=not getattr(options, "no_proxy_env", False),
+        retries=int(options.retries),
+        timeout=float(options.timeout),
+        keyring_provider=str(getattr(options, "keyring_provider", "auto")),
+        credentials=tuple(creds),
+    )
+    release = getattr(options, "release_control", None)
+    all_releases = set(getattr(release, "all_releases", set()) or ())
+    only_final = set(getattr(release, "only_final", set()) or ())
+    fmt = getattr(options, "format_control", None)
+    only_binary = frozenset(getattr(fmt, "only_binary", ()) or ())
+    no_binary = frozenset(getattr(fmt, "no_binary", ()) or ())
+    cache_dir = options.cache_dir if options.cache_dir else None
+    return Settings(
+        command=command,
+        requirements=parsed.requirements,
+        constraints=parsed.constraints,
+        sources=sources,
+        net=net,
+        python=options.python or None,
+        upgrade=bool(getattr(options, "upgrade", False)),
+        upgrade_strategy=str(getattr(options, "upgrade_strategy", "only-if-needed")),
+        force_reinstall=bool(getattr(options, "force_reinstall", False)),
+        ignore_installed=bool(getattr(options, "ignore_installed", False)),
+        no_deps=bool(getattr(options, "ignore_dependencies", False)),
+        pre=bool(getattr(options, "pre", False)) or ":all:" in all_releases,
+        prerelease_names=frozenset(
+            canonicalize_name(n) for n in all_releases if n not in (":all:", ":none:")
+        ),
+        final_only_names=frozenset(
+            canonicalize_name(n) for n in only_final if n not in (":all:", ":none:")
+        ),
+        only_binary=frozenset(canonicalize_name(n) if n != ":all:" else n for n in only_binary),
+        no_binary=frozenset(canonicalize_name(n) if n != ":all:" else n for n in no_binary),
+        prefer_binary=bool(getattr(options, "prefer_binary", False)),
+        require_hashes=bool(getattr(options, "require_hashes", False)) or parsed.any_hashes,
+        dry_run=bool(getattr(options, "dry_run", False)),
+        report=getattr(options, "json_report_file", None),
+        target_dir=getattr(options, "target_dir", None),
+        user=bool(getattr(options, "use_user_site", False)),
+        prefix=getattr(options, "prefix_path", None),
+        root=getattr(options, "root_path", None),
+        compile=bool(getattr(options, "compile", True)),
+        no_warn_script_location=not getattr(options, "warn_script_location", True),
+        no_warn_conflicts=not getattr(options, "warn_about_conflicts", True),
+        root_user_action=getattr(options, "root_user_action", None),
+        break_system_packages=bool(getattr(options, "override_externally_managed", False)),
+        ignore_requires_python=bool(getattr(options, "ignore_requires_python", False)),
+        verbosity=int(options.verbose) - int(options.quiet),
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        uploaded_prior_to=getattr(options, "uploaded_prior_to", None),
+        platforms=tuple(getattr(options, "platforms", None) or ()),
+        python_version=_python_version(getattr(options, "python_version", None)),
+        implementation=getattr(options, "implementation", None),
+        abis=tuple(getattr(options, "abis", None) or ()),
+        output_dir=getattr(options, "download_dir", None) or getattr(options, "wheel_dir", None),
+        exists_action=tuple(getattr(options, "exists_action", None) or ()),
+        progress_bar=str(getattr(options, "progress_bar", "on")),
+        log=getattr(options, "log", None),
+        no_color=bool(getattr(options, "no_color", False)),
+        allowed_http_hosts=http_hosts,
+        requested_order=tuple(r.name for r in parsed.requirements),
+    )
+
+
+def _python_version(value: Any) -> str | None:
+    """pip stores --python-version as a tuple of ints."""
+    if not value:
+        return None
+    if isinstance(value, tuple):
+        return ".".join(str(v) for v in value)
+    return str(value)
+
+
+def _option_name(dest: str) -> str:
+    return {
+        "editables": "-e/--editable",
+        "src_dir": "--src",
+        "requirements_from_scripts": "--requirements-from-script",
+        "use_features": "--use-feature",
+        "deprecated_features_enabled": "--use-deprecated",
+    }.get(dest, "--" + dest.replace("_", "-"))
+
+
+def _sources(
+    options: optparse.Values,
+    file_index_urls: Sequence[str],
+    file_find_links: Sequence[str],
+    file_no_index: bool,
+) -> tuple[tuple[IndexSource, ...], list[tuple[str, str, str]]]:
+    from pip._internal.models.index import PyPI
+
+    no_index = bool(getattr(options, "no_index", False)) or file_no_index
+    index_urls: list[str] = []
+    if not no_index:
+        primary = options.index_url or PyPI.simple_url
+        index_urls = [primary, *(options.extra_index_urls or [])]
+        index_urls.extend(file_index_urls)
+    find_links = [*(getattr(options, "find_links", None) or []), *file_find_links]
+    creds: list[tuple[str, str, str]] = []
+    sources: list[IndexSource] = []
+    seen: set[tuple[str, str]] = set()
+    for url, kind in [(u, "index") for u in index_urls] + [(u, "find-links") for u in find_links]:
+        clean, cred = strip_credentials(url)
+        if cred is not None:
+            creds.append((clean, cred[0], cred[1]))
+        if (clean, kind) in seen:
+            continue
+        seen.add((clean, kind))
+        public = kind == "index" and clean.rstrip("/") == PyPI.simple_url.rstrip("/")
+        sources.append(IndexSource(url=clean, kind=kind, public=public))
+    return tuple(sources), creds
+
+
+def _check_insecure_sources(
+    sources: Sequence[IndexSource], options: optparse.Values, file_trusted: Sequence[str]
+) -> frozenset[str]:
+    """An index over plain HTTP is refused, never silently dropped: dropping it would hand its
+    project names to the public index."""
+    import urllib.parse
+
+    trusted = {*(getattr(options, "trusted_hosts", None) or []), *file_trusted}
+    for source in sources:
+        if "://" not in source.url or is_secure_origin(source.url):
+            continue
+        host = urllib.parse.urlsplit(source.url).hostname or ""
+        why = (
+            f"{host} is marked --trusted-host, which would turn off HTTPS verification"
+            if host in trusted
+            else f"{redact_url(source.url)} is plain HTTP"
+        )
+        raise PolicyRefusal(
+            f"refusing to use the index {redact_url(source.url)}: {why}",
+            hint="serve the index over HTTPS and point `cert` (PIP_CERT) at its CA bundle",
+            reference="insecure-index",
+        )
+    return frozenset()

@@ -1,0 +1,187 @@
+"""Frozen value types that cross stage boundaries."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+__all__ = [
+    "AlreadyInstalled",
+    "FileLink",
+    "Hashes",
+    "IndexSource",
+    "InstalledDist",
+    "Pin",
+    "Plan",
+    "ProjectPage",
+    "UserRequirement",
+    "VerifiedFile",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Hashes:
+    """Digests known for a file, as sorted ``(algorithm, hex digest)`` pairs.
+
+    One algorithm may appear with several digests (``--hash`` given twice): any one of them
+    may match."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, str]) -> Hashes:
+        return cls.from_pairs(mapping.items())
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> Hashes:
+        return cls(tuple(sorted({(a.lower(), d.lower()) for a, d in pairs})))
+
+    def get(self, algorithm: str) -> str | None:
+        for algo, digest in self.pairs:
+            if algo == algorithm:
+                return digest
+        return None
+
+    def allowed(self, algorithm: str) -> frozenset[str]:
+        return frozenset(d for a, d in self.pairs if a == algorithm)
+
+    @property
+    def algorithms(self) -> frozenset[str]:
+        return frozenset(a for a, _ in self.pairs)
+
+    def __or__(self, other: Hashes) -> Hashes:
+        return Hashes.from_pairs((*self.pairs, *other.pairs))
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSource:
+    """One configured place to look for files: a Simple API index or a find-links location."""
+
+    url: str
+    kind: str = "index"  # "index" or "find-links"
+    public: bool = False  # pip's default index, or a declared mirror of it
+
+    @property
+    def display(self) -> str:
+        from safepip.net import redact_url
+
+        return redact_url(self.url)
+
+
+@dataclass(frozen=True, slots=True)
+class FileLink:
+    """A file an index lists for a project."""
+
+    filename: str
+    url: str
+    index_url: str
+    hashes: Hashes = Hashes()
+    requires_python: str | None = None
+    yanked: bool = False
+    yank_reason: str | None = None
+    size: int | None = None
+    upload_time: datetime.datetime | None = None
+    # PEP 658/714: None when not advertised; a (possibly empty) Hashes when it is.
+    metadata_hashes: Hashes | None = None
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+    @property
+    def sha256(self) -> str | None:
+        return self.hashes.get("sha256")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectPage:
+    """Every file one index lists for one project."""
+
+    name: NormalizedName
+    index_url: str
+    files: tuple[FileLink, ...]
+    status: str | None = None  # PEP 792 project status, when served
+    status_reason: str | None = None
+    tracks: tuple[str, ...] = ()  # PEP 708
+    alternate_locations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UserRequirement:
+    """A requirement the user named, with where it came from and the hashes given for it."""
+
+    requirement: Requirement
+    comes_from: str
+    hashes: Hashes = Hashes()
+    constraint: bool = False
+
+    @property
+    def name(self) -> NormalizedName:
+        from packaging.utils import canonicalize_name
+
+        return canonicalize_name(self.requirement.name)
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledDist:
+    """A distribution already installed in the target."""
+
+    name: NormalizedName
+    version: Version
+    requires: tuple[str, ...]
+    requested: bool = False
+    location: str = ""
+    editable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyInstalled:
+    """The installed distribution satisfies this pin: nothing to fetch."""
+
+    dist: InstalledDist
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """One project at one version, chosen by the resolver."""
+
+    name: NormalizedName
+    version: Version
+    source: FileLink | AlreadyInstalled
+    requires: tuple[str, ...] = ()
+    extras: frozenset[str] = frozenset()
+    requested: bool = False
+    expected_hashes: Hashes = Hashes()  # from --hash and constraint files
+    metadata: bytes = b""  # the core metadata the resolver used
+
+    @property
+    def needs_install(self) -> bool:
+        return isinstance(self.source, FileLink)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the resolver chose, in a stable order."""
+
+    pins: tuple[Pin, ...]
+
+    def to_install(self) -> tuple[Pin, ...]:
+        return tuple(p for p in self.pins if p.needs_install)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedFile:
+    """A file whose bytes match every hash known for it."""
+
+    pin: Pin
+    path: Path
+    sha256: str

@@ -1,0 +1,237 @@
+"""The one orchestrator: configuration → target → indexes → resolve → fetch and verify →
+hand-off → report. Only this module knows the order."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from safepip.config import Settings
+from safepip.errors import PolicyRefusal, UsageError
+from safepip.fetch import FileStore, MetadataFetcher, download_all
+from safepip.index import IndexClient, PageCache
+from safepip.models import FileLink, Plan, VerifiedFile
+from safepip.net import make_session
+from safepip.policy import merge_pages
+from safepip.report import NullReporter, Reporter, build_report, describe_pins, write_report
+from safepip.resolve import ResolveOptions, resolve
+from safepip.target import Target, find_interpreter, probe_target
+from safepip.verify import verify_wheel
+
+__all__ = ["Outcome", "run"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    plan: Plan
+    installed: bool
+    report: Mapping[str, Any] | None = None
+
+
+class _IndexLinks:
+    """The resolver's view of the indexes: the files policy lets serve each project."""
+
+    def __init__(self, client: IndexClient, reporter: Reporter) -> None:
+        self.client = client
+        self.reporter = reporter
+        self.decisions: dict[str, dict[str, Any]] = {}
+
+    def links_for(self, name: NormalizedName) -> Sequence[FileLink]:
+        pages = self.client.project_pages(name)
+        links = merge_pages(pages)
+        self.decisions[name] = {
+            "indexes": [p.index_url for p in pages if p.files],
+            "rule": "merged: every configured source",
+        }
+        return links
+
+    def prefetch(self, names: Iterable[NormalizedName]) -> None:
+        self.client.prefetch(names)
+
+
+def cache_root(settings: Settings) -> Path | None:
+    if settings.cache_dir is None:
+        return None
+    return settings.cache_dir
+
+
+def default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir("safepip"))
+
+
+def _resolve_options(settings: Settings, target: Target) -> ResolveOptions:
+    tags = target.tags
+    markers = dict(target.markers)
+    python_version = target.python_version
+    if settings.custom_tags:
+        from pip._internal.utils.compatibility_tags import get_supported
+
+        version = settings.python_version.replace(".", "") if settings.python_version else None
+        tags = tuple(
+            get_supported(
+                version=version,
+                platforms=list(settings.platforms) or None,
+                impl=settings.implementation,
+                abis=list(settings.abis) or None,
+            )
+        )
+        if settings.python_version:
+            python_version = Version(settings.python_version)
+            parts = settings.python_version.split(".")
+            markers["python_version"] = ".".join(parts[:2])
+            markers["python_full_version"] = (
+                settings.python_version if len(parts) > 2 else settings.python_version + ".0"
+            )
+    return ResolveOptions(
+        tags=tags,
+        markers=markers,
+        python_version=python_version,
+        installed={} if settings.target_dir or settings.command != "install" else target.installed,
+        upgrade=settings.upgrade,
+        upgrade_strategy=settings.upgrade_strategy,
+        ignore_installed=settings.ignore_installed,
+        force_reinstall=settings.force_reinstall,
+        no_deps=settings.no_deps,
+        allows_prereleases=settings.allows_prereleases,
+        allows_binary=settings.allows_binary,
+        allows_source=settings.allows_source,
+        prefer_binary=settings.prefer_binary,
+        ignore_requires_python=settings.ignore_requires_python,
+        uploaded_prior_to=settings.uploaded_prior_to,
+    )
+
+
+def _check_require_hashes(settings: Settings, plan: Plan) -> None:
+    if not settings.require_hashes:
+        return
+    for r in settings.requirements:
+        spec = list(r.requirement.specifier)
+        if len(spec) != 1 or spec[0].operator not in ("==", "===") or "*" in spec[0].version:
+            raise PolicyRefusal(
+                f"{r.requirement} ({r.comes_from}) is not pinned with ==, as --require-hashes requires",
+                hint="pin every requirement to one version, e.g. with `safepip lock`",
+                reference="hash-unpinned",
+            )
+    for pin in plan.to_install():
+        if not pin.expected_hashes:
+            raise PolicyRefusal(
+                f"{pin.name}=={pin.version} has no --hash, as --require-hashes requires",
+                hint="add its hashes to the requirements or constraints, e.g. with `safepip lock`",
+                reference="hash-missing",
+            )
+
+
+def _check_target_allowed(settings: Settings, target: Target) -> None:
+    into_env = not (
+        (settings.dry_run and settings.report)
+        or settings.root
+        or settings.target_dir
+        or settings.prefix
+    )
+    if (
+        settings.command == "install"
+        and into_env
+        and target.externally_managed
+        and not settings.break_system_packages
+    ):
+        detail = target.externally_managed_message()
+        raise PolicyRefusal(
+            f"the target {target.python} is externally managed (PEP 668)"
+            + (f": {detail}" if detail else ""),
+            hint="use a virtual environment, or pass --break-system-packages if you really mean it",
+            reference="externally-managed-environment",
+        )
+
+
+def run(
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    reporter: Reporter | None = None,
+) -> Outcome:
+    environ = os.environ if environ is None else environ
+    reporter = reporter or NullReporter()
+    if not settings.requirements:
+        raise UsageError(
+            f"you must give at least one requirement to {settings.command}",
+            hint=f'e.g. "safepip {settings.command} requests" or -r requirements.txt',
+        )
+    if (
+        settings.custom_tags
+        and settings.command == "install"
+        and not settings.target_dir
+        and not settings.dry_run
+    ):
+        raise UsageError(
+            "--platform, --python-version, --implementation and --abi need --target (or --dry-run)",
+            hint="as with pip: add --target DIR",
+        )
+    python, explicit = find_interpreter(settings.python, environ)
+    target = probe_target(python, explicit=explicit)
+    _check_target_allowed(settings, target)
+
+    session = make_session(settings.net)
+    root = cache_root(settings)
+    pages = PageCache(root / "http" if root else None)
+    store = FileStore(root / "files" if root else None)
+    client = IndexClient(session, settings.sources, cache=pages, timeout=settings.net.timeout)
+    try:
+        links = _IndexLinks(client, reporter)
+        fetcher = MetadataFetcher(session, store, timeout=settings.net.timeout)
+        options = _resolve_options(settings, target)
+        plan = resolve(settings.requirements, settings.constraints, links, fetcher, options)
+        _check_require_hashes(settings, plan)
+        to_install = plan.to_install()
+        for pin in plan.pins:
+            if not pin.needs_install and pin.requested:
+                reporter.info(f"Requirement already satisfied: {pin.name}=={pin.version}")
+        items = []
+        for pin in to_install:
+            assert isinstance(pin.source, FileLink)
+            reporter.detail(f"Collecting {pin.name}=={pin.version} from {pin.source.filename}")
+            items.append((pin.source, pin.expected_hashes))
+        results = download_all(session, items, store, settings.net.timeout)
+        verified = []
+        hashes_by_name: dict[str, str] = {}
+        for pin, (path, digests) in zip(to_install, results, strict=True):
+            verify_wheel(pin, path)
+            verified.append(VerifiedFile(pin=pin, path=path, sha256=digests["sha256"]))
+            hashes_by_name[pin.name] = digests["sha256"]
+        report = build_report(plan, options.markers, links.decisions, hashes_by_name)
+        if settings.report:
+            write_report(report, settings.report)
+        installed = False
+        if settings.command == "download" or settings.command == "wheel":
+            _copy_out(verified, settings.output_dir or ".", reporter)
+        elif settings.dry_run:
+            if to_install:
+                reporter.info(f"Would install {describe_pins(to_install)}")
+        elif verified:
+            from safepip.install import run_handoff
+
+            run_handoff(settings, target.executable, verified, environ)
+            installed = True
+        return Outcome(plan=plan, installed=installed, report=report)
+    finally:
+        client.close()
+        store.close()
+        session.close()
+
+
+def _copy_out(files: Sequence[VerifiedFile], directory: str, reporter: Reporter) -> None:
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for vf in files:
+        assert isinstance(vf.pin.source, FileLink)
+        dest = out / vf.pin.source.filename
+        shutil.copyfile(vf.path, dest)
+        reporter.info(f"Saved {dest}")
+    if files:
+        reporter.info("Successfully downloaded " + describe_pins([f.pin for f in files]))

@@ -1,0 +1,648 @@
+"""Resolution with resolvelib: our provider, lazy candidates, PEP 658/range metadata first."""
+
+from __future__ import annotations
+
+import datetime
+import email.parser
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+from resolvelib import BaseReporter, ResolutionImpossible, ResolutionTooDeep, Resolver
+from resolvelib.providers import AbstractProvider
+
+from safepip.errors import PolicyRefusal, ResolutionFailed, SafepipError
+from safepip.models import (
+    AlreadyInstalled,
+    FileLink,
+    Hashes,
+    InstalledDist,
+    Pin,
+    Plan,
+    UserRequirement,
+)
+
+__all__ = ["CoreMetadata", "ResolveOptions", "parse_metadata", "resolve"]
+
+PYTHON_ID = "<python>"
+
+
+@dataclass(frozen=True, slots=True)
+class CoreMetadata:
+    name: NormalizedName
+    version: Version
+    requires_dist: tuple[str, ...]
+    requires_python: str | None
+    raw: bytes
+
+
+def parse_metadata(raw: bytes, where: str) -> CoreMetadata:
+    """The fields of core metadata that resolution needs; malformed metadata is an error."""
+    if len(raw) > 16 * 1024 * 1024:
+        raise SafepipError(f"metadata of {where} is too large", reference="invalid-metadata")
+    msg = email.parser.BytesParser().parsebytes(raw, headersonly=True)
+    name, version = msg.get("Name"), msg.get("Version")
+    if not name or not version:
+        raise SafepipError(
+            f"metadata of {where} has no Name or Version", reference="invalid-metadata"
+        )
+    try:
+        parsed_version = Version(str(version))
+    except InvalidVersion:
+        raise SafepipError(
+            f"metadata of {where} has an invalid version {str(version)[:80]!r}",
+            reference="invalid-metadata",
+        ) from None
+    requires = tuple(str(r) for r in msg.get_all("Requires-Dist") or ())
+    rp = msg.get("Requires-Python")
+    return CoreMetadata(
+        name=canonicalize_name(str(name)),
+        version=parsed_version,
+        requires_dist=requires,
+        requires_python=str(rp).strip() if rp and str(rp).strip() else None,
+        raw=raw,
+    )
+
+
+class MetadataSource(Protocol):
+    def metadata(self, link: FileLink) -> bytes: ...
+
+
+class SdistBuilder(Protocol):
+    """Produces core metadata for a source distribution (the sandbox stage provides one)."""
+
+    def prepare_metadata(self, link: FileLink) -> bytes: ...
+
+
+class RefuseBuilds:
+    """Without a working sandbox, source distributions are never built."""
+
+    def prepare_metadata(self, link: FileLink) -> bytes:
+        name = parse_sdist_filename(link.filename)[0]
+        raise PolicyRefusal(
+            f"{link.filename} is a source distribution; safepip does not run build code "
+            "outside its sandbox, and no sandboxed build is available",
+            hint=f"pick a version of {name} that has a wheel for this Python, "
+            "or use --only-binary :all: to see which do",
+            reference="build-refused",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveOptions:
+    tags: Sequence[Tag]
+    markers: Mapping[str, str]
+    python_version: Version
+    installed: Mapping[NormalizedName, InstalledDist]
+    upgrade: bool = False
+    upgrade_strategy: str = "only-if-needed"
+    ignore_installed: bool = False
+    force_reinstall: bool = False
+    no_deps: bool = False
+    allows_prereleases: Callable[[NormalizedName], bool | None] = lambda _: None
+    allows_binary: Callable[[NormalizedName], bool] = lambda _: True
+    allows_source: Callable[[NormalizedName], bool] = lambda _: True
+    prefer_binary: bool = False
+    ignore_requires_python: bool = False
+    uploaded_prior_to: datetime.datetime | None = None
+
+
+class LinkSource(Protocol):
+    """Gives the files that may serve a project (after index policy)."""
+
+    def links_for(self, name: NormalizedName) -> Sequence[FileLink]: ...
+
+    def prefetch(self, names: Iterable[NormalizedName]) -> None: ...
+
+
+# --- requirements and candidates -------------------------------------------------------
+
+
+def _identifier(name: NormalizedName, extras: frozenset[str]) -> str:
+    return f"{name}[{','.join(sorted(extras))}]" if extras else name
+
+
+@dataclass(eq=False)
+class Candidate:
+    name: NormalizedName
+    version: Version
+    link: FileLink | None = None
+    installed: InstalledDist | None = None
+    extras: frozenset[str] = frozenset()
+    base: Candidate | None = None
+    _meta: CoreMetadata | None = field(default=None, repr=False)
+
+    @property
+    def identifier(self) -> str:
+        return _identifier(self.name, self.extras)
+
+    def __repr__(self) -> str:
+        return f"{self.identifier}=={self.version}"
+
+
+@dataclass(frozen=True)
+class SpecRequirement:
+    name: NormalizedName
+    extras: frozenset[str]
+    specifier: SpecifierSet
+    parent: str | None
+    text: str
+    hashes: Hashes = Hashes()
+    user: bool = False
+
+    @property
+    def identifier(self) -> str:
+        return _identifier(self.name, self.extras)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class ExplicitRequirement:
+    candidate: Candidate
+
+    @property
+    def identifier(self) -> str:
+        return self.candidate.name
+
+    def __str__(self) -> str:
+        return f"{self.candidate.name}=={self.candidate.version}"
+
+
+@dataclass(frozen=True)
+class PythonRequirement:
+    specifier: SpecifierSet
+    parent: str | None
+
+    identifier = PYTHON_ID
+
+    def __str__(self) -> str:
+        return f"Python{self.specifier}"
+
+
+AnyRequirement = SpecRequirement | ExplicitRequirement | PythonRequirement
+
+
+class Provider(AbstractProvider):  # type: ignore[misc]
+    """resolvelib's provider: it finds candidates, orders them and lists their dependencies."""
+
+    def __init__(
+        self,
+        links: LinkSource,
+        metadata: MetadataSource,
+        builder: SdistBuilder,
+        options: ResolveOptions,
+        constraints: Mapping[NormalizedName, list[UserRequirement]],
+        user_names: frozenset[NormalizedName],
+    ) -> None:
+        self.links = links
+        self.metadata_source = metadata
+        self.builder = builder
+        self.options = options
+        self.constraints = constraints
+        self.user_names = user_names
+        self.python = Candidate(name=canonicalize_name("python"), version=options.python_version)
+        self._tag_rank = {tag: i for i, tag in enumerate(options.tags)}
+        self._by_version: dict[NormalizedName, dict[Version, list[FileLink]]] = {}
+        # Candidates are interned so that resolvelib's incompatibilities (compared by identity)
+        # keep meaning the same candidate across calls.
+        self._interned: dict[tuple[object, ...], Candidate] = {}
+
+    # resolvelib API
+
+    def identify(self, requirement_or_candidate: Any) -> str:
+        if isinstance(requirement_or_candidate, Candidate):
+            if requirement_or_candidate is self.python:
+                return PYTHON_ID
+            return requirement_or_candidate.identifier
+        return str(requirement_or_candidate.identifier)
+
+    def get_preference(
+        self,
+        identifier: str,
+        resolutions: Mapping[str, Candidate],
+        candidates: Mapping[str, Iterator[Candidate]],
+        information: Mapping[str, Iterator[Any]],
+        backtrack_causes: Sequence[Any],
+    ) -> Any:
+        infos = list(information[identifier])
+        reqs = [i.requirement for i in infos]
+        explicit = any(isinstance(r, ExplicitRequirement) for r in reqs)
+        pinned = any(
+            isinstance(r, SpecRequirement)
+            and any(s.operator in ("==", "===") and "*" not in s.version for s in r.specifier)
+            for r in reqs
+        )
+        direct = any(i.parent is None for i in infos)
+        causes = {c.requirement.identifier for c in backtrack_causes}
+        return (
+            identifier != PYTHON_ID,
+            not explicit,
+            not pinned,
+            identifier not in causes,
+            not direct,
+            identifier,
+        )
+
+    def find_matches(
+        self,
+        identifier: str,
+        requirements: Mapping[str, Iterator[AnyRequirement]],
+        incompatibilities: Mapping[str, Iterator[Candidate]],
+    ) -> Iterable[Candidate]:
+        reqs = list(requirements[identifier])
+        bad = {id(c) for c in incompatibilities[identifier]}
+        if identifier == PYTHON_ID:
+            ok = all(
+                isinstance(r, PythonRequirement)
+                and r.specifier.contains(self.python.version, prereleases=True)
+                for r in reqs
+            )
+            return [self.python] if ok and id(self.python) not in bad else []
+        explicit = [r.candidate for r in reqs if isinstance(r, ExplicitRequirement)]
+        if explicit:
+            first = explicit[0]
+            if all(c is first for c in explicit) and id(first) not in bad:
+                return [first]
+            return []
+        spec_reqs = [r for r in reqs if isinstance(r, SpecRequirement)]
+        name = spec_reqs[0].name
+        extras = spec_reqs[0].extras
+        return [
+            c if not extras else self._with_extras(c, extras)
+            for c in self._base_candidates(name, spec_reqs)
+            if id(c) not in bad
+        ]
+
+    def is_satisfied_by(self, requirement: AnyRequirement, candidate: Candidate) -> bool:
+        if isinstance(requirement, PythonRequirement):
+            return requirement.specifier.contains(candidate.version, prereleases=True)
+        if isinstance(requirement, ExplicitRequirement):
+            target = candidate.base or candidate
+            return target is requirement.candidate
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def get_dependencies(self, candidate: Candidate) -> Iterable[AnyRequirement]:
+        if candidate is self.python:
+            return []
+        if candidate.base is not None:
+            deps: list[AnyRequirement] = [ExplicitRequirement(candidate.base)]
+            if not self.options.no_deps:
+                meta = self._metadata(candidate.base)
+                deps.extend(
+                    self._requirements_from(meta, candidate, candidate.extras, extras_only=True)
+                )
+            return deps
+        if self.options.no_deps:
+            return []
+        meta = self._metadata(candidate)
+        deps = list(self._requirements_from(meta, candidate, frozenset(), extras_only=False))
+        if meta.requires_python and not self.options.ignore_requires_python:
+            try:
+                deps.append(PythonRequirement(SpecifierSet(meta.requires_python), repr(candidate)))
+            except InvalidSpecifier:
+                pass
+        self.links.prefetch(d.name for d in deps if isinstance(d, SpecRequirement))
+        return deps
+
+    # helpers
+
+    def _requirements_from(
+        self, meta: CoreMetadata, parent: Candidate, extras: frozenset[str], *, extras_only: bool
+    ) -> Iterator[SpecRequirement]:
+        for text in meta.requires_dist:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                raise SafepipError(
+                    f"{parent!r} declares an invalid requirement {text[:120]!r}",
+                    reference="invalid-metadata",
+                ) from None
+            if req.url:
+                raise PolicyRefusal(
+                    f"{parent!r} depends on a direct URL ({req.name} @ ...), which safepip does not "
+                    "follow from a dependency",
+                    reference="direct-url-dependency",
+                )
+            if extras_only:
+                if req.marker is None:
+                    continue
+                if not any(self._marker_ok(req.marker, e) for e in extras) or self._marker_ok(
+                    req.marker, ""
+                ):
+                    continue
+            elif req.marker is not None and not self._marker_ok(req.marker, ""):
+                continue
+            yield SpecRequirement(
+                name=canonicalize_name(req.name),
+                extras=frozenset(canonicalize_name(e) for e in req.extras),
+                specifier=req.specifier,
+                parent=repr(parent),
+                text=str(req),
+            )
+
+    def _marker_ok(self, marker: Marker, extra: str) -> bool:
+        env = dict(self.options.markers)
+        env["extra"] = extra
+        return bool(marker.evaluate(env))
+
+    def _metadata(self, candidate: Candidate) -> CoreMetadata:
+        if candidate._meta is not None:
+            return candidate._meta
+        if candidate.installed is not None:
+            lines = "".join(f"Requires-Dist: {r}\n" for r in candidate.installed.requires)
+            raw = f"Name: {candidate.name}\nVersion: {candidate.version}\n{lines}".encode()
+            candidate._meta = parse_metadata(raw, repr(candidate))
+            return candidate._meta
+        assert candidate.link is not None
+        link = candidate.link
+        if link.is_wheel:
+            raw = self.metadata_source.metadata(link)
+        else:
+            raw = self.builder.prepare_metadata(link)
+        meta = parse_metadata(raw, link.filename)
+        if meta.name != candidate.name or meta.version != candidate.version:
+            raise PolicyRefusal(
+                f"{link.filename} says it is {meta.name} {meta.version} in its metadata",
+                hint="the index serves a file under the wrong name; do not install it",
+                reference="metadata-mismatch",
+            )
+        candidate._meta = meta
+        return meta
+
+    def _intern(self, key: tuple[object, ...], make: Callable[[], Candidate]) -> Candidate:
+        found = self._interned.get(key)
+        if found is None:
+            found = self._interned[key] = make()
+        return found
+
+    def _with_extras(self, base: Candidate, extras: frozenset[str]) -> Candidate:
+        return self._intern(
+            ("extras", id(base), extras),
+            lambda: Candidate(
+                name=base.name,
+                version=base.version,
+                link=base.link,
+                installed=base.installed,
+                extras=extras,
+                base=base,
+            ),
+        )
+
+    def _versions(self, name: NormalizedName) -> dict[Version, list[FileLink]]:
+        cached = self._by_version.get(name)
+        if cached is not None:
+            return cached
+        by_version: dict[Version, list[FileLink]] = {}
+        for link in self.links.links_for(name):
+            version = self._usable_version(name, link)
+            if version is not None:
+                by_version.setdefault(version, []).append(link)
+        self._by_version[name] = by_version
+        return by_version
+
+    def _usable_version(self, name: NormalizedName, link: FileLink) -> Version | None:
+        try:
+            if link.is_wheel:
+                wname, version, _build, tags = parse_wheel_filename(link.filename)
+                if wname != name or not self.options.allows_binary(name):
+                    return None
+                if not any(t in self._tag_rank for t in tags):
+                    return None
+            else:
+                sname, version = parse_sdist_filename(link.filename)
+                if sname != name or not self.options.allows_source(name):
+                    return None
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+            return None
+        if link.requires_python and not self.options.ignore_requires_python:
+            try:
+                if not SpecifierSet(link.requires_python).contains(
+                    self.options.python_version, prereleases=True
+                ):
+                    return None
+            except InvalidSpecifier:
+                pass
+        cutoff = self.options.uploaded_prior_to
+        if cutoff is not None and not link.url.startswith("file:"):
+            if link.upload_time is None or link.upload_time >= cutoff:
+                return None
+        return version
+
+    def _best_link(self, links: Sequence[FileLink]) -> FileLink:
+        def rank(link: FileLink) -> tuple[int, int]:
+            if link.is_wheel:
+                tags = parse_wheel_filename(link.filename)[3]
+                return (0, min(self._tag_rank.get(t, 1 << 30) for t in tags))
+            return (1, 0)
+
+        return min(links, key=rank)
+
+    def _base_candidates(
+        self, name: NormalizedName, reqs: Sequence[SpecRequirement]
+    ) -> list[Candidate]:
+        specifiers = [r.specifier for r in reqs]
+        specifiers.extend(c.requirement.specifier for c in self.constraints.get(name, []))
+        combined = SpecifierSet()
+        for spec in specifiers:
+            combined &= spec
+        exact_pin = any(s.operator in ("==", "===") for spec in specifiers for s in spec)
+        allowed_hashes = Hashes()
+        for r in reqs:
+            allowed_hashes |= r.hashes
+        for c in self.constraints.get(name, []):
+            allowed_hashes |= c.hashes
+        versions = self._versions(name)
+        prereleases = self.options.allows_prereleases(name)
+        accepted = list(combined.filter(versions.keys(), prereleases=prereleases))
+        result: list[Candidate] = []
+        for version in sorted(accepted, reverse=True):
+            links = versions[version]
+            if allowed_hashes:
+                matching = [
+                    lk
+                    for lk in links
+                    if lk.sha256 and lk.sha256 in allowed_hashes.allowed("sha256")
+                ]
+                # None matching: keep them, so the download fails loudly as a hash mismatch.
+                links = matching or links
+            unyanked = [lk for lk in links if not lk.yanked]
+            if not unyanked:
+                if not exact_pin:
+                    continue
+                unyanked = links
+            link = self._best_link(unyanked)
+            result.append(
+                self._intern(
+                    ("link", name, version, link.url),
+                    lambda: Candidate(name=name, version=version, link=link),
+                )
+            )
+        if self.options.prefer_binary:
+            result.sort(key=lambda c: not (c.link and c.link.is_wheel))
+        installed = self._installed_candidate(name, combined)
+        if installed is not None:
+            if self._prefer_installed(name):
+                result = [installed, *[c for c in result if c.version != installed.version]]
+            else:
+                result = (
+                    [installed if c.version == installed.version else c for c in result]
+                    if not self.options.force_reinstall
+                    else result
+                )
+        return result
+
+    def _installed_candidate(self, name: NormalizedName, spec: SpecifierSet) -> Candidate | None:
+        if self.options.ignore_installed or self.options.force_reinstall:
+            return None
+        dist = self.options.installed.get(name)
+        if dist is None or dist.editable or not spec.contains(dist.version, prereleases=True):
+            return None
+        return self._intern(
+            ("installed", name, dist.version),
+            lambda: Candidate(name=name, version=dist.version, installed=dist),
+        )
+
+    def _prefer_installed(self, name: NormalizedName) -> bool:
+        if not self.options.upgrade:
+            return True
+        if self.options.upgrade_strategy == "eager":
+            return False
+        return name not in self.user_names
+
+
+class _Reporter(BaseReporter):  # type: ignore[misc]
+    pass
+
+
+def resolve(
+    requirements: Sequence[UserRequirement],
+    constraints: Sequence[UserRequirement],
+    links: LinkSource,
+    metadata: MetadataSource,
+    options: ResolveOptions,
+    *,
+    builder: SdistBuilder | None = None,
+    max_rounds: int = 200_000,
+) -> Plan:
+    """Choose one version of every project needed, newest compatible first."""
+    constraint_map: dict[NormalizedName, list[UserRequirement]] = {}
+    for c in constraints:
+        constraint_map.setdefault(c.name, []).append(c)
+    user_reqs: list[SpecRequirement] = []
+    env = dict(options.markers, extra="")
+    for r in requirements:
+        if r.requirement.marker is not None and not r.requirement.marker.evaluate(env):
+            continue
+        user_reqs.append(
+            SpecRequirement(
+                name=r.name,
+                extras=frozenset(canonicalize_name(e) for e in r.requirement.extras),
+                specifier=r.requirement.specifier,
+                parent=None,
+                text=str(r.requirement),
+                hashes=r.hashes,
+                user=True,
+            )
+        )
+    user_names = frozenset(r.name for r in user_reqs)
+    links.prefetch(user_names)
+    provider = Provider(
+        links, metadata, builder or RefuseBuilds(), options, constraint_map, user_names
+    )
+    resolver: Resolver[Any, Any, str] = Resolver(provider, _Reporter())
+    try:
+        result = resolver.resolve(user_reqs, max_rounds=max_rounds)
+    except ResolutionImpossible as exc:
+        raise _explain_conflict(exc, provider) from None
+    except ResolutionTooDeep:
+        raise ResolutionFailed(
+            "resolution took too long: too many versions to backtrack through",
+            hint="add tighter version bounds or constraints (-c) for the projects involved",
+            reference="resolution-too-deep",
+        ) from None
+    return _plan(result.mapping, provider, user_reqs, constraint_map)
+
+
+def _plan(
+    mapping: Mapping[str, Candidate],
+    provider: Provider,
+    user_reqs: Sequence[SpecRequirement],
+    constraints: Mapping[NormalizedName, list[UserRequirement]],
+) -> Plan:
+    extras: dict[NormalizedName, set[str]] = {}
+    for cand in mapping.values():
+        if cand.extras:
+            extras.setdefault(cand.name, set()).update(cand.extras)
+    user_hashes: dict[NormalizedName, Hashes] = {}
+    for r in user_reqs:
+        user_hashes[r.name] = user_hashes.get(r.name, Hashes()) | r.hashes
+    for name, cs in constraints.items():
+        for c in cs:
+            user_hashes[name] = user_hashes.get(name, Hashes()) | c.hashes
+    user_names = {r.name for r in user_reqs}
+    pins = []
+    for identifier, cand in sorted(mapping.items()):
+        if identifier == PYTHON_ID or cand.extras:
+            continue
+        meta = provider._metadata(cand)
+        source: FileLink | AlreadyInstalled
+        if cand.installed is not None:
+            source = AlreadyInstalled(cand.installed)
+        else:
+            assert cand.link is not None
+            source = cand.link
+        pins.append(
+            Pin(
+                name=cand.name,
+                version=cand.version,
+                source=source,
+                requires=meta.requires_dist,
+                extras=frozenset(extras.get(cand.name, ())),
+                requested=cand.name in user_names,
+                expected_hashes=user_hashes.get(cand.name, Hashes()),
+                metadata=meta.raw,
+            )
+        )
+    return Plan(pins=tuple(pins))
+
+
+def _explain_conflict(exc: ResolutionImpossible, provider: Provider) -> ResolutionFailed:
+    causes = list(exc.causes)
+    names = {c.requirement.identifier for c in causes}
+    if len(names) == 1 and all(c.parent is None for c in causes):
+        ident = next(iter(names))
+        name = canonicalize_name(ident.split("[", 1)[0])
+        available = sorted(provider._versions(name)) if ident != PYTHON_ID else []
+        shown = ", ".join(str(v) for v in available) or "none"
+        req_text = ", ".join(str(c.requirement) for c in causes)
+        return ResolutionFailed(
+            f"could not find a version that satisfies the requirement {req_text} "
+            f"(from versions: {shown})",
+            hint="check the name and version, and which indexes are configured",
+            reference="no-matching-distribution",
+        )
+    lines = []
+    for c in causes:
+        who = "the user requested" if c.parent is None else f"{c.parent!r} depends on"
+        lines.append(f"{who} {c.requirement}")
+    return ResolutionFailed(
+        "cannot install the requested set because these package versions have conflicting "
+        "dependencies",
+        context=("the conflict is caused by:", *sorted(set(lines))),
+        hint="loosen the range of package versions you specified, or remove the pins that conflict",
+    )

@@ -17,8 +17,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
         session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session

@@ -104,7 +104,7 @@ def test_install_matches_plain_pip(
     assert ours_inspect == _inspect(plain)
     assert "app==1.0" in ours_freeze and "lib==2.1" in ours_freeze and "leaf==0.1" in ours_freeze
     assert "extra-dep==1.0" in ours_freeze and not any(
-        l.startswith("win-only") for l in ours_freeze
+        line.startswith("win-only") for line in ours_freeze
     )
     assert ("app", "1.0", True) in ours_inspect and ("lib", "2.1", False) in ours_inspect
     if pep658:

@@ -489,7 +489,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             result.append(
                 self._intern(
                     ("link", name, version, link.url),
-                    lambda: Candidate(name=name, version=version, link=link),
+                    lambda v=version, lk=link: Candidate(name=name, version=v, link=lk),  # type: ignore[misc]
                 )
             )
         if self.options.prefer_binary:

@@ -17,6 +17,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from safepip.errors import ConfigError, PolicyRefusal, UsageError
 from safepip.models import IndexSource, UserRequirement
 from safepip.net import NetSettings, is_secure_origin, redact_url, strip_credentials
+from safepip.policyfile import Policy
 
 __all__ = [
     "PASSTHROUGH_COMMANDS",
@@ -95,6 +96,9 @@ class Settings:
     no_color: bool = False
     allowed_http_hosts: frozenset[str] = frozenset()
     requested_order: tuple[NormalizedName, ...] = field(default=())
+    policy: Policy = field(default_factory=Policy)
+    # safepip's own options (SAFEPIP_OPTIONS), as given: {"--policy": ["p.toml"], ...}
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def custom_tags(self) -> bool:
@@ -140,6 +144,46 @@ REFUSED_OPTIONS: Mapping[str, str] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class SafepipOption:
+    """An option of safepip's own (pip does not know it): taken out before pip parses the rest."""
+
+    name: str
+    takes_value: bool
+    help: str
+
+
+# Stage modules add their own options here; values end up in ``Settings.extra``.
+SAFEPIP_OPTIONS: dict[str, SafepipOption] = {
+    "--policy": SafepipOption("--policy", True, "a safepip policy file (TOML)"),
+}
+
+
+def extract_safepip_options(args: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Take safepip's own options out of ``args``; the rest is for pip's parser."""
+    found: dict[str, list[str]] = {}
+    rest: list[str] = []
+    it = iter(args)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        option = SAFEPIP_OPTIONS.get(name)
+        if option is None:
+            rest.append(arg)
+            continue
+        if option.takes_value:
+            if not eq:
+                nxt = next(it, None)
+                if nxt is None:
+                    raise UsageError(f"{name} needs a value")
+                value = nxt
+            found.setdefault(name, []).append(value)
+        else:
+            if eq:
+                raise UsageError(f"{name} takes no value")
+            found.setdefault(name, []).append("")
+    return found, rest
+
+
 def split_command(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     """Split ``argv`` into the subcommand and the rest, as pip does (general options may come
     before the subcommand)."""
@@ -178,9 +222,13 @@ def parse_pipeline_args(
     command: str, args: Sequence[str], environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Parse a pipeline command exactly as pip would, configuration files and ``PIP_*`` included."""
+    from safepip.policyfile import load_policy
     from safepip.reqs import read_requirements
 
     environ = os.environ if environ is None else environ
+    extra, args = extract_safepip_options(args)
+    policy_paths = extra.get("--policy") or []
+    policy = load_policy(environ, policy_paths[-1] if policy_paths else None)
     try:
         options, positional, defaults = _pip_parse(command, args)
     except SystemExit as exc:
@@ -266,6 +314,8 @@ def parse_pipeline_args(
         no_color=bool(getattr(options, "no_color", False)),
         allowed_http_hosts=http_hosts,
         requested_order=tuple(r.name for r in parsed.requirements),
+        policy=policy,
+        extra={k: tuple(v) for k, v in extra.items()},
     )
 
 

@@ -60,7 +60,8 @@ class Policy:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            data: dict[str, Any] = tomllib.load(f)
+            return data
     except OSError as exc:
         raise ConfigError(
             f"cannot read policy file {path}: {exc.strerror}",

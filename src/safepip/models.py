@@ -6,6 +6,7 @@ import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName
@@ -14,6 +15,7 @@ from packaging.version import Version
 __all__ = [
     "AlreadyInstalled",
     "FileLink",
+    "Finding",
     "Hashes",
     "IndexSource",
     "InstalledDist",
@@ -185,3 +187,31 @@ class VerifiedFile:
     pin: Pin
     path: Path
     sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What a gate found about one project or file, and what it does about it.
+
+    ``action`` is ``"refuse"`` (the run stops with exit 3 before pip runs), ``"warn"`` (shown,
+    and listed in the report) or ``"report"`` (only listed in the report). ``rule`` is a stable
+    kebab-case name of the rule that fired; ``hint`` says how to fix or opt out."""
+
+    gate: str
+    project: str
+    message: str
+    action: Literal["refuse", "warn", "report"]
+    rule: str
+    hint: str = ""
+    details: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "gate": self.gate,
+            "project": self.project,
+            "action": self.action,
+            "rule": self.rule,
+            "message": self.message,
+            **({"hint": self.hint} if self.hint else {}),
+            **({"details": dict(self.details)} if self.details else {}),
+        }

@@ -18,7 +18,7 @@ from safepip.config import Settings
 from safepip.errors import PolicyRefusal, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download_all
 from safepip.index import IndexClient, PageCache
-from safepip.models import FileLink, Plan, VerifiedFile
+from safepip.models import FileLink, Finding, Plan, VerifiedFile
 from safepip.net import make_session
 from safepip.policy import merge_pages
 from safepip.report import NullReporter, Reporter, build_report, describe_pins, write_report
@@ -151,6 +151,26 @@ def _check_target_allowed(settings: Settings, target: Target) -> None:
         )
 
 
+def settle(findings: Sequence[Finding], reporter: Reporter) -> None:
+    """Show what the gates found; refuse the whole run (exit 3) if any finding refuses."""
+    for finding in findings:
+        if finding.action == "warn":
+            reporter.warning(f"{finding.project}: {finding.message}")
+        elif finding.action == "report":
+            reporter.detail(f"{finding.project}: {finding.message}")
+    refusals = [f for f in findings if f.action == "refuse"]
+    if not refusals:
+        return
+    first = refusals[0]
+    raise PolicyRefusal(
+        f"{first.project}: {first.message}"
+        + (f" (and {len(refusals) - 1} more refusal(s))" if len(refusals) > 1 else ""),
+        context=tuple(f"{f.project}: {f.message} [{f.gate}/{f.rule}]" for f in refusals[1:]),
+        hint=first.hint or None,
+        reference=first.rule or first.gate,
+    )
+
+
 def run(
     settings: Settings,
     environ: Mapping[str, str] | None = None,
@@ -188,6 +208,8 @@ def run(
         options = _resolve_options(settings, target)
         plan = resolve(settings.requirements, settings.constraints, links, fetcher, options)
         _check_require_hashes(settings, plan)
+        findings: list[Finding] = []
+        # Plan gates (on the chosen pins, before any file is downloaded) add their findings here.
         to_install = plan.to_install()
         for pin in plan.pins:
             if not pin.needs_install and pin.requested:
@@ -204,7 +226,11 @@ def run(
             verify_wheel(pin, path)
             verified.append(VerifiedFile(pin=pin, path=path, sha256=digests["sha256"]))
             hashes_by_name[pin.name] = digests["sha256"]
-        report = build_report(plan, options.markers, links.decisions, hashes_by_name)
+        # File gates (on the verified files, before pip runs) add their findings here.
+        settle(findings, reporter)
+        report = build_report(
+            plan, options.markers, links.decisions, hashes_by_name, findings=findings
+        )
         if settings.report:
             write_report(report, settings.report)
         installed = False

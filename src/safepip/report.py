@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from safepip import __version__
-from safepip.models import FileLink, Pin, Plan
+from safepip.models import FileLink, Finding, Pin, Plan
 from safepip.net import redact_url
 
 __all__ = ["NullReporter", "Reporter", "TerminalReporter", "build_report", "metadata_to_json"]
@@ -121,6 +121,7 @@ def build_report(
     decisions: Mapping[str, Mapping[str, Any]],
     file_hashes: Mapping[str, str],
     extra: Mapping[str, Any] | None = None,
+    findings: Sequence[Finding] = (),
 ) -> dict[str, Any]:
     """pip's installation report (version 1) for the pins to install, plus a ``safepip`` key."""
     from pip import __version__ as pip_version
@@ -149,6 +150,7 @@ def build_report(
         "safepip": {
             "version": __version__,
             "decisions": {k: dict(v) for k, v in decisions.items()},
+            "findings": [f.to_json() for f in findings],
             **(dict(extra) if extra else {}),
         },
     }

@@ -71,6 +71,11 @@ class IndexSource:
     url: str
     kind: str = "index"  # "index" or "find-links"
     public: bool = False  # pip's default index, or a declared mirror of it
+    # The name the user's policy gives this index (``[indexes.NAME]``), if any, and whether the
+    # policy marks it internal (its projects are the user's own: gates for public projects,
+    # such as typosquatting and unknown upload times, treat them as trusted).
+    name: str | None = None
+    internal: bool = False
 
     @property
     def display(self) -> str:

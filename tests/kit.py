@@ -159,6 +159,8 @@ class Index:
     projects: dict[str, list[IndexFile]] = field(default_factory=dict)
     pep658: bool = False
     project_status: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # PEP 740 provenance objects by filename, served at /provenance/<filename> (api 1.3)
+    provenance: dict[str, bytes] = field(default_factory=dict)
 
     def add(
         self,
@@ -233,9 +235,11 @@ class Index:
                 entry["requires-python"] = f.requires_python
             if self.pep658 and f.metadata is not None:
                 entry["core-metadata"] = {"sha256": hashlib.sha256(f.metadata).hexdigest()}
+            if f.filename in self.provenance:
+                entry["provenance"] = f"{base}/provenance/{f.filename}"
             files.append(entry)
         doc: dict[str, object] = {
-            "meta": {"api-version": "1.1"},
+            "meta": {"api-version": "1.3" if self.provenance else "1.1"},
             "name": project,
             "files": files,
             "versions": [],
@@ -256,6 +260,8 @@ class Index:
                 attrs += f' data-yanked="{html.escape(reason)}"'
             if self.pep658 and f.metadata is not None:
                 attrs += f' data-core-metadata="sha256={hashlib.sha256(f.metadata).hexdigest()}"'
+            if f.filename in self.provenance:
+                attrs += f' data-provenance="{base}/provenance/{f.filename}"'
             rows.append(
                 f'<a href="{base}/files/{f.filename}#sha256={f.sha256}"{attrs}>{f.filename}</a><br/>'
             )
@@ -357,6 +363,13 @@ class IndexServer:
                 self._send(handler, 200, body, "application/vnd.pypi.simple.v1+json")
             else:
                 self._send(handler, 200, self.index.html_page(project, self.url), "text/html")
+            return
+        if len(parts) == 2 and parts[0] == "provenance":
+            body = self.index.provenance.get(urllib.parse.unquote(parts[1]))
+            if body is None:
+                self._send(handler, 404, b"not found", "text/plain")
+            else:
+                self._send(handler, 200, body, "application/json")
             return
         if len(parts) == 2 and parts[0] == "files":
             filename = urllib.parse.unquote(parts[1])

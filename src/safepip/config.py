@@ -156,6 +156,11 @@ class SafepipOption:
 # Stage modules add their own options here; values end up in ``Settings.extra``.
 SAFEPIP_OPTIONS: dict[str, SafepipOption] = {
     "--policy": SafepipOption("--policy", True, "a safepip policy file (TOML)"),
+    "--require-attestations": SafepipOption(
+        "--require-attestations",
+        False,
+        "refuse any file without valid PEP 740 provenance from its publisher",
+    ),
 }
 
 

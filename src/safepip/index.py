@@ -93,6 +93,13 @@ def _metadata_field(value: object, where: str) -> Hashes | None:
     return None
 
 
+def _provenance_url(value: object, page_url: str) -> str | None:
+    """PEP 740: the provenance object's URL, relative to the page like every other link."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return urllib.parse.urljoin(page_url, value.strip())
+
+
 def _fragment_hashes(url: str, where: str) -> tuple[str, Hashes]:
     base, _, fragment = url.partition("#")
     found: dict[str, str] = {}
@@ -141,6 +148,7 @@ def parse_json_page(
                 metadata_hashes=_metadata_field(
                     entry.get("core-metadata", entry.get("dist-info-metadata")), where
                 ),
+                provenance_url=_provenance_url(entry.get("provenance"), page_url),
             )
         )
     status = data.get("project-status")
@@ -214,6 +222,7 @@ def parse_html_page(
             if meta_attr and meta_attr != "true":
                 _, metadata_hashes = _fragment_hashes("#" + meta_attr, where)
         rp = anchor.get("data-requires-python")
+        provenance = anchor.get("data-provenance")
         links.append(
             FileLink(
                 filename=filename,
@@ -224,6 +233,7 @@ def parse_html_page(
                 yanked=yanked_attr is not None,
                 yank_reason=yanked_attr or None,
                 metadata_hashes=metadata_hashes,
+                provenance_url=_provenance_url(provenance, base),
             )
         )
     status = parser.meta.get("pypi:project-status", [None])[0]

@@ -99,6 +99,8 @@ class FileLink:
     upload_time: datetime.datetime | None = None
     # PEP 658/714: None when not advertised; a (possibly empty) Hashes when it is.
     metadata_hashes: Hashes | None = None
+    # PEP 740: where the index serves this file's provenance object, when it says so.
+    provenance_url: str | None = None
 
     @property
     def is_wheel(self) -> bool:

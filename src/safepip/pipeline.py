@@ -14,6 +14,7 @@ import platformdirs
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
+from safepip.attest import check_files as check_attestations
 from safepip.config import Settings
 from safepip.errors import PolicyRefusal, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download_all
@@ -227,6 +228,9 @@ def run(
             verified.append(VerifiedFile(pin=pin, path=path, sha256=digests["sha256"]))
             hashes_by_name[pin.name] = digests["sha256"]
         # File gates (on the verified files, before pip runs) add their findings here.
+        findings += check_attestations(
+            settings, session, verified, default_cache_dir() / "sigstore"
+        )
         settle(findings, reporter)
         report = build_report(
             plan, options.markers, links.decisions, hashes_by_name, findings=findings

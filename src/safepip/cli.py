@@ -24,6 +24,8 @@ Commands served by safepip:
   download     Download and verify packages into a directory.
   wheel        Collect verified wheels into a directory (no builds).
 
+  options      Show how safepip treats each of pip's options (honoured or refused, and why).
+
 Commands passed to the target environment's pip unchanged:
   list, freeze, show, check, inspect, uninstall, config, cache, hash, debug, help, ...
 
@@ -128,6 +130,11 @@ def _dispatch(args: list[str]) -> int:
             "`lock` is not served yet, and safepip never hands a resolving command to pip",
             hint="pin with `safepip install --dry-run --report FILE` for now",
         )
+    if command == "options":
+        from safepip.options import render_table
+
+        print(render_table(rest[0] if rest else "install"), end="")
+        return ExitStatus.OK
     if command in PIPELINE_COMMANDS:
         if "-h" in rest or "--help" in rest:
             return _passthrough_help(command)

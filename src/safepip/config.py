@@ -14,9 +14,11 @@ from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from safepip.errors import ConfigError, PolicyRefusal, UsageError
+from safepip.errors import ConfigError, SafepipError, UsageError
+from safepip.hosts import check_insecure_sources
 from safepip.models import IndexSource, UserRequirement
-from safepip.net import NetSettings, is_secure_origin, redact_url, strip_credentials
+from safepip.net import NetSettings, strip_credentials
+from safepip.options import refuse_given_options
 from safepip.policyfile import Policy
 
 __all__ = [
@@ -94,7 +96,10 @@ class Settings:
     progress_bar: str = "on"
     log: str | None = None
     no_color: bool = False
-    allowed_http_hosts: frozenset[str] = frozenset()
+    allowed_http_hosts: frozenset[str] = frozenset()  # plain-HTTP hosts the user's policy allows
+    trusted_hosts: frozenset[str] = frozenset()  # --trusted-host, PIP_TRUSTED_HOST, config
+    isolated: bool = False
+    require_virtualenv: bool = False
     requested_order: tuple[NormalizedName, ...] = field(default=())
     policy: Policy = field(default_factory=Policy)
     # safepip's own options (SAFEPIP_OPTIONS), as given: {"--policy": ["p.toml"], ...}
@@ -131,17 +136,6 @@ def _allowed_format(
     if ":all:" in no_binary:
         return "source"
     return "both"
-
-
-# Options pip lists for `install` that safepip refuses, with the reason shown to the user.
-REFUSED_OPTIONS: Mapping[str, str] = {
-    "editables": "editable installs (-e) are not supported yet; install a built wheel instead",
-    "src_dir": "--src only applies to editable VCS checkouts, which are not supported yet",
-    "requirements_from_scripts": "--requirements-from-script is not supported yet; "
-    "list the script's dependencies in a requirements file",
-    "use_features": "--use-feature changes pip's behaviour in ways safepip does not verify",
-    "deprecated_features_enabled": "--use-deprecated re-enables behaviour safepip does not verify",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,10 +211,17 @@ def _pip_parse(
 
     pip_command = "download" if command == "lock" else command
     cmd = create_command(pip_command, isolated=("--isolated" in args))
+    cmd.parser.error = _raise_usage_error  # name the bad option instead of printing usage
+    # pip's options share their default lists between parsers, and callbacks append to them.
+    cmd.parser.defaults = copy.deepcopy(cmd.parser.defaults)
     # Taken before parsing: optparse appends into a shared default list.
     defaults = copy.deepcopy(optparse.OptionParser.get_default_values(cmd.parser))
     options, positional = cmd.parse_args(list(args))
     return options, positional, defaults
+
+
+def _raise_usage_error(message: str) -> None:
+    raise UsageError(message, hint="see `safepip options` and `pip install --help`")
 
 
 def parse_pipeline_args(
@@ -236,23 +237,25 @@ def parse_pipeline_args(
     policy = load_policy(environ, policy_paths[-1] if policy_paths else None)
     try:
         options, positional, defaults = _pip_parse(command, args)
+    except SafepipError:
+        raise
     except SystemExit as exc:
-        # optparse has already printed pip's usage message naming the bad option.
         raise UsageError(
             f"invalid arguments for `{command}`", hint=f"see `safepip {command} --help`"
         ) from exc
     except Exception as exc:  # pip's own configuration errors
         raise ConfigError(f"cannot read pip's configuration: {exc}") from None
 
-    for dest, reason in REFUSED_OPTIONS.items():
-        if getattr(options, dest, None) and getattr(options, dest) != getattr(defaults, dest, None):
-            raise UsageError(f"{_option_name(dest)} is refused: {reason}")
+    refuse_given_options("download" if command == "lock" else command, options, defaults)
     if getattr(options, "use_user_site", False) and getattr(options, "target_dir", None):
         raise UsageError("cannot combine --user and --target")
 
     parsed = read_requirements(options, positional)
     sources, creds = _sources(options, parsed.index_urls, parsed.find_links, parsed.no_index)
-    http_hosts = _check_insecure_sources(sources, options, parsed.trusted_hosts)
+    trusted_hosts = frozenset(
+        {*(getattr(options, "trusted_hosts", None) or ()), *parsed.trusted_hosts}
+    )
+    http_hosts = check_insecure_sources(sources, trusted_hosts, policy)
     net = NetSettings(
         cert=options.cert or None,
         client_cert=options.client_cert or None,
@@ -292,7 +295,8 @@ def parse_pipeline_args(
         only_binary=frozenset(canonicalize_name(n) if n != ":all:" else n for n in only_binary),
         no_binary=frozenset(canonicalize_name(n) if n != ":all:" else n for n in no_binary),
         prefer_binary=bool(getattr(options, "prefer_binary", False)),
-        require_hashes=bool(getattr(options, "require_hashes", False)) or parsed.any_hashes,
+        require_hashes=bool(getattr(options, "require_hashes", False))
+        or (parsed.any_hashes and not getattr(options, "no_require_hashes", False)),
         dry_run=bool(getattr(options, "dry_run", False)),
         report=getattr(options, "json_report_file", None),
         target_dir=getattr(options, "target_dir", None),
@@ -318,6 +322,9 @@ def parse_pipeline_args(
         log=getattr(options, "log", None),
         no_color=bool(getattr(options, "no_color", False)),
         allowed_http_hosts=http_hosts,
+        trusted_hosts=trusted_hosts,
+        isolated=bool(getattr(options, "isolated_mode", False)),
+        require_virtualenv=bool(getattr(options, "require_venv", False)),
         requested_order=tuple(r.name for r in parsed.requirements),
         policy=policy,
         extra={k: tuple(v) for k, v in extra.items()},
@@ -331,16 +338,6 @@ def _python_version(value: Any) -> str | None:
     if isinstance(value, tuple):
         return ".".join(str(v) for v in value)
     return str(value)
-
-
-def _option_name(dest: str) -> str:
-    return {
-        "editables": "-e/--editable",
-        "src_dir": "--src",
-        "requirements_from_scripts": "--requirements-from-script",
-        "use_features": "--use-feature",
-        "deprecated_features_enabled": "--use-deprecated",
-    }.get(dest, "--" + dest.replace("_", "-"))
 
 
 def _sources(
@@ -371,28 +368,3 @@ def _sources(
         public = kind == "index" and clean.rstrip("/") == PyPI.simple_url.rstrip("/")
         sources.append(IndexSource(url=clean, kind=kind, public=public))
     return tuple(sources), creds
-
-
-def _check_insecure_sources(
-    sources: Sequence[IndexSource], options: optparse.Values, file_trusted: Sequence[str]
-) -> frozenset[str]:
-    """An index over plain HTTP is refused, never silently dropped: dropping it would hand its
-    project names to the public index."""
-    import urllib.parse
-
-    trusted = {*(getattr(options, "trusted_hosts", None) or []), *file_trusted}
-    for source in sources:
-        if "://" not in source.url or is_secure_origin(source.url):
-            continue
-        host = urllib.parse.urlsplit(source.url).hostname or ""
-        why = (
-            f"{host} is marked --trusted-host, which would turn off HTTPS verification"
-            if host in trusted
-            else f"{redact_url(source.url)} is plain HTTP"
-        )
-        raise PolicyRefusal(
-            f"refusing to use the index {redact_url(source.url)}: {why}",
-            hint="serve the index over HTTPS and point `cert` (PIP_CERT) at its CA bundle",
-            reference="insecure-index",
-        )
-    return frozenset()

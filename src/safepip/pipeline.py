@@ -131,6 +131,12 @@ def _check_require_hashes(settings: Settings, plan: Plan) -> None:
 
 
 def _check_target_allowed(settings: Settings, target: Target) -> None:
+    if settings.require_virtualenv and not target.is_virtualenv:
+        raise PolicyRefusal(
+            f"the target {target.python} is not a virtual environment (--require-virtualenv)",
+            hint="activate a virtual environment or name one with --python",
+            reference="virtualenv-required",
+        )
     into_env = not (
         (settings.dry_run and settings.report)
         or settings.root

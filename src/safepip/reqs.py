@@ -107,6 +107,34 @@ def _hashes_of(options: dict[str, Any] | None) -> Hashes:
     return Hashes.from_pairs((algo, digest) for algo, digests in raw.items() for digest in digests)
 
 
+def _refuse_lock_file(filename: str) -> None:
+    from pip._internal.utils.pylock import is_valid_pylock_filename
+
+    if is_valid_pylock_filename(filename):
+        raise UsageError(
+            f"{filename} is a pylock.toml lock file, which safepip does not read yet",
+            hint="install from a hashed requirements file instead",
+            reference="unsupported-requirement",
+        )
+
+
+def _dependency_groups(groups: Sequence[tuple[str, str]]) -> list[UserRequirement]:
+    """``--group [path:]name``: requirement strings from a pyproject.toml ``[dependency-groups]``."""
+    from pip._internal.exceptions import InstallationError
+    from pip._internal.req.req_dependency_group import parse_dependency_groups
+
+    if not groups:
+        return []
+    for path, _ in groups:
+        _refuse_lock_file(path)
+    try:
+        texts = parse_dependency_groups(list(groups))
+    except InstallationError as exc:
+        raise RequirementsError(str(exc).splitlines()[0]) from None
+    where = ", ".join(f"--group {path}:{name}" for path, name in groups)
+    return [parse_requirement_line(text, where) for text in texts]
+
+
 def read_requirements(options: optparse.Values, positional: Sequence[str]) -> ParsedInput:
     """Read positional specifiers, ``-r`` and ``-c`` files into requirements and constraints."""
     from pip._internal.exceptions import InstallationError, RequirementsFileParseError
@@ -119,10 +147,12 @@ def read_requirements(options: optparse.Values, positional: Sequence[str]) -> Pa
     any_hashes = False
     for text in positional:
         requirements.append(parse_requirement_line(text, "command line"))
+    requirements.extend(_dependency_groups(getattr(options, "dependency_groups", None) or []))
     sources = [(f, True) for f in (getattr(options, "constraints", None) or [])] + [
         (f, False) for f in (getattr(options, "requirements", None) or [])
     ]
     for filename, is_constraint in sources:
+        _refuse_lock_file(filename)
         try:
             parsed = list(
                 parse_requirements(

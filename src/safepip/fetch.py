@@ -20,7 +20,16 @@ import requests
 
 from safepip.errors import FetchError, HashMismatch, InvalidIndexPage
 from safepip.models import FileLink, Hashes
-from safepip.net import redact_url
+from safepip.net import (
+    BodyError,
+    BodyTooLarge,
+    body_retries,
+    describe_network_error,
+    iter_body,
+    read_body,
+    redact_url,
+    with_body_retries,
+)
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -150,18 +159,26 @@ class _RangeFile(io.RawIOBase):
         if self._requests > 64:
             raise FetchError(f"too many range requests for {redact_url(self._url)}")
         self._requests += 1
-        resp = self._session.get(
+        wanted = fetch_end - fetch_start
+        with self._session.get(
             self._url,
             headers={
                 "Range": f"bytes={fetch_start}-{fetch_end - 1}",
                 "Accept-Encoding": "identity",
             },
             timeout=self._timeout,
-        )
-        if resp.status_code != 206 or len(resp.content) != fetch_end - fetch_start:
+            stream=True,
+        ) as resp:
+            if resp.status_code != 206:
+                raise _RangeUnsupported()
+            try:
+                content = read_body(resp, wanted, self._timeout)
+            except (BodyTooLarge, BodyError):
+                raise _RangeUnsupported() from None
+        if len(content) != wanted:
             raise _RangeUnsupported()
-        self._extra.append((fetch_start, resp.content))
-        return resp.content[start - fetch_start : end - fetch_start]
+        self._extra.append((fetch_start, content))
+        return content[start - fetch_start : end - fetch_start]
 
 
 class _RangeUnsupported(Exception):
@@ -256,22 +273,25 @@ class MetadataFetcher:
                 return read_wheel_metadata(zf, filename)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise InvalidIndexPage(
-                f"{filename} is not a readable wheel: {exc}", reference="invalid-wheel"
+                f"{filename} is not a readable wheel: {exc}",
+                hint="the index serves something else under a wheel's name; check the index",
+                reference="invalid-wheel",
             ) from None
 
     def _pep658(self, link: FileLink) -> bytes:
         url = link.url.split("#", 1)[0] + ".metadata"
         try:
-            resp = self.session.get(url, timeout=self.timeout)
+            data = with_body_retries(self.session, url, lambda: self._get_metadata_file(url))
+        except BodyTooLarge:
+            raise FetchError(
+                f"metadata {redact_url(url)} is larger than {MAX_METADATA_BYTES} bytes",
+                reference="metadata-too-large",
+            ) from None
         except requests.RequestException as exc:
             raise FetchError(
-                f"cannot fetch metadata {redact_url(url)}: {type(exc).__name__}"
+                f"cannot fetch metadata {redact_url(url)}: {describe_network_error(exc)}",
+                hint="check the network and try again; --retries and --timeout tune this",
             ) from None
-        if resp.status_code != 200:
-            raise FetchError(f"metadata {redact_url(url)} answered HTTP {resp.status_code}")
-        data = resp.content
-        if len(data) > MAX_METADATA_BYTES:
-            raise FetchError(f"metadata {redact_url(url)} is too large")
         if link.metadata_hashes:
             actual = {
                 a: hashlib.new(a, data).hexdigest()
@@ -282,6 +302,12 @@ class MetadataFetcher:
                 link.filename + ".metadata", actual, link.metadata_hashes, Hashes(), redact_url(url)
             )
         return data
+
+    def _get_metadata_file(self, url: str) -> bytes:
+        with self.session.get(url, timeout=self.timeout, stream=True) as resp:
+            if resp.status_code != 200:
+                raise FetchError(f"metadata {redact_url(url)} answered HTTP {resp.status_code}")
+            return read_body(resp, MAX_METADATA_BYTES, self.timeout)
 
     def _by_range(self, link: FileLink) -> bytes:
         try:
@@ -301,7 +327,10 @@ class MetadataFetcher:
                 size = int(content_range.rsplit("/", 1)[1])
             except (IndexError, ValueError):
                 raise _RangeUnsupported() from None
-            tail = resp.content
+            try:
+                tail = read_body(resp, _BLOCK, self.timeout)
+            except (BodyTooLarge, BodyError):
+                raise _RangeUnsupported() from None
         if len(tail) > size:
             raise _RangeUnsupported()
         rf = _RangeFile(self.session, link.url, size, tail, self.timeout)
@@ -310,7 +339,9 @@ class MetadataFetcher:
                 return read_wheel_metadata(zf, link.filename)
         except (zipfile.BadZipFile, EOFError) as exc:
             raise InvalidIndexPage(
-                f"{link.filename} is not a readable wheel: {exc}", reference="invalid-wheel"
+                f"{link.filename} is not a readable wheel: {exc}",
+                hint="the index serves something else under a wheel's name; check the index",
+                reference="invalid-wheel",
             ) from None
         except requests.RequestException as exc:
             raise FetchError(f"cannot read {redact_url(link.url)}: {type(exc).__name__}") from None
@@ -348,42 +379,72 @@ def download(
             tmp.unlink(missing_ok=True)
             raise FetchError(f"cannot read {link.url}: {exc.strerror}") from None
         return _finish(store, tmp, link, expected, algorithms)
+    try:
+        return with_body_retries(
+            session,
+            link.url,
+            lambda: _download_once(session, link, store, expected, algorithms, timeout, max_bytes),
+        )
+    except BodyError as exc:
+        raise FetchError(
+            f"download of {link.filename} from {redact_url(link.index_url)} failed "
+            f"after {1 + body_retries(session, link.url)} attempt(s): {describe_network_error(exc)}",
+            hint="check the network and try again; --retries and --timeout tune this",
+        ) from None
+
+
+def _download_once(
+    session: requests.Session,
+    link: FileLink,
+    store: FileStore,
+    expected: Hashes,
+    algorithms: Sequence[str],
+    timeout: float,
+    max_bytes: int,
+) -> tuple[Path, dict[str, str]]:
+    """One attempt at ``download``; a transient network failure propagates to be retried."""
     fd, tmp = store.temp_file()
     hashers = {a: hashlib.new(a) for a in {"sha256", *algorithms}}
     total = 0
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with session.get(
-                    link.url, stream=True, timeout=timeout, headers={"Accept-Encoding": "identity"}
-                ) as resp:
-                    if resp.status_code != 200:
-                        raise FetchError(
-                            f"{redact_url(link.url)} answered HTTP {resp.status_code}",
-                            hint="try again later, or check the index and its credentials",
-                        )
-                    for chunk in resp.iter_content(chunk_size=256 * 1024):
-                        total += len(chunk)
-                        if total > max_bytes or (link.size is not None and total > link.size):
-                            raise FetchError(
-                                f"{link.filename} is larger than the index said "
-                                f"({link.size} bytes)",
-                                reference="size-mismatch",
-                            )
-                        out.write(chunk)
-                        for h in hashers.values():
-                            h.update(chunk)
-            except requests.RequestException as exc:
+        with (
+            os.fdopen(fd, "wb") as out,
+            session.get(
+                link.url, stream=True, timeout=timeout, headers={"Accept-Encoding": "identity"}
+            ) as resp,
+        ):
+            if resp.status_code != 200:
                 raise FetchError(
-                    f"download of {link.filename} from {redact_url(link.index_url)} failed: "
-                    f"{type(exc).__name__}",
-                    hint="check the network and try again; --retries and --timeout tune this",
-                ) from None
+                    f"{redact_url(link.url)} answered HTTP {resp.status_code}",
+                    hint="try again later, or check the index and its credentials",
+                )
+            for chunk in iter_body(resp, timeout):
+                total += len(chunk)
+                if total > max_bytes or (link.size is not None and total > link.size):
+                    raise FetchError(
+                        f"{link.filename} is larger than the index said ({link.size} bytes)",
+                        hint="the file served is not the one listed; do not install it",
+                        reference="size-mismatch",
+                    )
+                out.write(chunk)
+                for h in hashers.values():
+                    h.update(chunk)
         if link.size is not None and total != link.size:
             raise FetchError(
                 f"{link.filename} is {total} bytes; the index said {link.size}",
+                hint="the file served is not the one listed; do not install it",
                 reference="size-mismatch",
             )
+    except BodyError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except requests.RequestException as exc:
+        tmp.unlink(missing_ok=True)
+        raise FetchError(
+            f"download of {link.filename} from {redact_url(link.index_url)} failed: "
+            f"{describe_network_error(exc)}",
+            hint="check the network and try again; --retries and --timeout tune this",
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -32,7 +32,15 @@ from packaging.utils import (
 
 from safepip.errors import IndexUnavailable, InvalidIndexPage
 from safepip.models import FileLink, Hashes, IndexSource, ProjectPage
-from safepip.net import redact_url
+from safepip.net import (
+    BodyError,
+    BodyTooLarge,
+    body_retries,
+    describe_network_error,
+    read_body,
+    redact_url,
+    with_body_retries,
+)
 
 __all__ = ["IndexClient", "PageCache", "parse_html_page", "parse_json_page", "project_of_filename"]
 
@@ -434,40 +442,59 @@ class IndexClient:
             if meta.get("last_modified"):
                 headers["If-Modified-Since"] = str(meta["last_modified"])
         try:
-            with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as resp:
-                if resp.status_code == 304 and cached is not None:
-                    meta, body = cached
-                    meta["fetched"] = time.time()
-                    meta["max_age"] = _max_age(resp.headers.get("Cache-Control", ""))
-                    self.cache.store(url, meta, body)
-                    return _CachedResponse(
-                        body, str(meta.get("content_type", "")), str(meta["url"])
-                    )
-                if resp.status_code == 404:
-                    return None
-                if resp.status_code != 200:
-                    raise IndexUnavailable(
-                        f"{redact_url(url)} answered HTTP {resp.status_code}",
-                        hint="check the index URL and its credentials, or try again later",
-                    )
-                body = _read_bounded(resp, MAX_PAGE_BYTES, url)
-                content_type = resp.headers.get("Content-Type", "")
-                final_url = resp.url
-                meta = {
-                    "url": final_url,
-                    "content_type": content_type,
-                    "etag": resp.headers.get("ETag"),
-                    "last_modified": resp.headers.get("Last-Modified"),
-                    "fetched": time.time(),
-                    "max_age": _max_age(resp.headers.get("Cache-Control", "")),
-                }
-                self.cache.store(url, meta, body)
-                return _CachedResponse(body, content_type, final_url)
+            return with_body_retries(
+                self.session, url, lambda: self._request_page(url, headers, cached)
+            )
+        except BodyError as exc:
+            raise IndexUnavailable(
+                f"cannot read {redact_url(url)} after {1 + body_retries(self.session, url)} "
+                f"attempt(s): {describe_network_error(exc)}",
+                hint="check the network and try again; --retries and --timeout tune this",
+            ) from None
         except requests.RequestException as exc:
             raise IndexUnavailable(
-                f"cannot reach {redact_url(url)}: {_describe_network_error(exc)}",
+                f"cannot reach {redact_url(url)}: {describe_network_error(exc)}",
                 hint="check the network, proxy and `cert` settings, or the index URL",
             ) from None
+
+    def _request_page(
+        self, url: str, headers: dict[str, str], cached: tuple[dict[str, Any], bytes] | None
+    ) -> _CachedResponse | None:
+        with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as resp:
+            if resp.status_code == 304 and cached is not None:
+                meta, body = cached
+                meta["fetched"] = time.time()
+                meta["max_age"] = _max_age(resp.headers.get("Cache-Control", ""))
+                self.cache.store(url, meta, body)
+                return _CachedResponse(body, str(meta.get("content_type", "")), str(meta["url"]))
+            if resp.status_code == 404:
+                return None
+            if resp.status_code != 200:
+                raise IndexUnavailable(
+                    f"{redact_url(url)} answered HTTP {resp.status_code}",
+                    hint="check the index URL and its credentials, or try again later",
+                )
+            try:
+                body = read_body(resp, MAX_PAGE_BYTES, self.timeout)
+            except BodyTooLarge:
+                raise InvalidIndexPage(
+                    f"{redact_url(url)} is larger than {MAX_PAGE_BYTES // (1024 * 1024)} MiB; "
+                    "refusing to read it",
+                    hint="an index page this large is not a Simple API page; check the index URL",
+                    reference="page-too-large",
+                ) from None
+            content_type = resp.headers.get("Content-Type", "")
+            final_url = resp.url
+            meta = {
+                "url": final_url,
+                "content_type": content_type,
+                "etag": resp.headers.get("ETag"),
+                "last_modified": resp.headers.get("Last-Modified"),
+                "fetched": time.time(),
+                "max_age": _max_age(resp.headers.get("Cache-Control", "")),
+            }
+            self.cache.store(url, meta, body)
+            return _CachedResponse(body, content_type, final_url)
 
     def _read_file_page(self, url: str) -> _CachedResponse | None:
         path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
@@ -484,29 +511,3 @@ class IndexClient:
             raise InvalidIndexPage(f"{url} is larger than {MAX_PAGE_BYTES} bytes")
         ctype = "application/vnd.pypi.simple.v1+json" if path.suffix == ".json" else "text/html"
         return _CachedResponse(path.read_bytes(), ctype, path.as_uri())
-
-
-def _read_bounded(resp: requests.Response, limit: int, url: str) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    for chunk in resp.iter_content(chunk_size=256 * 1024):
-        total += len(chunk)
-        if total > limit:
-            raise InvalidIndexPage(
-                f"{redact_url(url)} is larger than {limit // (1024 * 1024)} MiB; refusing to read it"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _describe_network_error(exc: requests.RequestException) -> str:
-    text = str(exc)
-    # requests' messages can embed the full URL, credentials included: keep only the kind.
-    kind = type(exc).__name__
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS verification failed (is `cert` / PIP_CERT set for this network?)"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return "connection failed"
-    return kind if "@" in text else f"{kind}: {text[:200]}"

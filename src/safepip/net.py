@@ -7,18 +7,40 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import requests
 import requests.adapters
+import urllib3.exceptions
 import urllib3.util.retry
 
 from safepip import __version__
 
-__all__ = ["NetSettings", "Origin", "is_secure_origin", "make_session", "origin_of", "redact_url"]
+__all__ = [
+    "BodyBroken",
+    "BodyError",
+    "BodyStalled",
+    "BodyTimedOut",
+    "BodyTooLarge",
+    "NetSettings",
+    "Origin",
+    "body_retries",
+    "describe_network_error",
+    "is_secure_origin",
+    "iter_body",
+    "make_session",
+    "origin_of",
+    "read_body",
+    "redact_url",
+    "retry_pause",
+    "with_body_retries",
+]
 
+_T = TypeVar("_T")
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
@@ -151,8 +173,25 @@ class _Keyring:
             return self._cache[key]
 
 
+class _Session(requests.Session):
+    """A session whose own ``verify`` (pip's --cert) wins over REQUESTS_CA_BUNDLE and
+    CURL_CA_BUNDLE, which requests would otherwise let override it."""
+
+    def merge_environment_settings(
+        self,
+        url: str | bytes | None,
+        proxies: Any,
+        stream: Any,
+        verify: Any,
+        cert: Any,
+    ) -> Any:
+        if verify is None and isinstance(self.verify, str):
+            verify = self.verify
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+
 def make_session(settings: NetSettings, pool_size: int = 16) -> requests.Session:
-    session = requests.Session()
+    session = _Session()
     session.headers["User-Agent"] = f"safepip/{__version__}"
     session.trust_env = settings.trust_env
     if settings.cert:
@@ -165,7 +204,7 @@ def make_session(settings: NetSettings, pool_size: int = 16) -> requests.Session
         session.cert = settings.client_cert
     if settings.proxy:
         session.proxies = {"http": settings.proxy, "https": settings.proxy}
-    retry = urllib3.util.retry.Retry(
+    retry = _BoundedRetry(
         total=settings.retries,
         connect=settings.retries,
         read=settings.retries,
@@ -176,6 +215,7 @@ def make_session(settings: NetSettings, pool_size: int = 16) -> requests.Session
         respect_retry_after_header=True,
         raise_on_status=False,
     )
+    retry.max_retry_after = settings.timeout
     adapter = requests.adapters.HTTPAdapter(
         pool_connections=pool_size, pool_maxsize=pool_size, max_retries=retry
     )
@@ -186,3 +226,143 @@ def make_session(settings: NetSettings, pool_size: int = 16) -> requests.Session
     )
     session.max_redirects = 10
     return session
+
+
+class _BoundedRetry(urllib3.util.retry.Retry):
+    """urllib3's retries, with a server's Retry-After honoured only up to ``max_retry_after``
+    seconds (the --timeout): a hostile or confused server cannot park a run for hours."""
+
+    max_retry_after: float = 15.0
+
+    def new(self, **kw: object) -> _BoundedRetry:
+        fresh = super().new(**kw)
+        assert isinstance(fresh, _BoundedRetry)
+        fresh.max_retry_after = self.max_retry_after
+        return fresh
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        try:
+            seconds = super().parse_retry_after(retry_after)
+        except urllib3.exceptions.InvalidHeader:
+            seconds = 0.0  # unreadable: fall back to the exponential backoff
+        return max(0.0, min(seconds, self.max_retry_after))
+
+
+# A body must bring at least this many bytes in every --timeout window (curl's low-speed limit):
+# a server trickling a byte a second defeats a per-read timeout, not this.
+MIN_BYTES_PER_WINDOW = 16 * 1024
+
+
+class BodyError(requests.exceptions.RequestException):
+    """The response started but its body did not arrive whole. urllib3 retries failures before a
+    response starts; these are retried by the body's reader, per --retries."""
+
+
+class BodyBroken(BodyError, requests.exceptions.ChunkedEncodingError):
+    """The connection reset or closed before the announced body arrived."""
+
+
+class BodyTimedOut(BodyError, requests.exceptions.ReadTimeout):
+    """No byte of the body arrived for --timeout seconds."""
+
+
+class BodyStalled(BodyError, requests.exceptions.Timeout):
+    """A response body arrived slower than the low-speed limit."""
+
+
+class BodyTooLarge(Exception):
+    """A response body went past the size its reader allows."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"larger than {limit} bytes")
+        self.limit = limit
+
+
+def iter_body(
+    resp: requests.Response, timeout: float, chunk_size: int = 256 * 1024
+) -> Iterator[bytes]:
+    """The (decoded) body of a streamed response as it arrives, each chunk as soon as the network
+    gives it; raises requests' own exceptions, and :class:`BodyStalled` under the low-speed limit."""
+    raw = resp.raw
+    window_start = time.monotonic()
+    window_bytes = 0
+    while True:
+        try:
+            chunk = raw.read1(chunk_size, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise BodyTimedOut(str(exc)) from None
+        except urllib3.exceptions.SSLError as exc:
+            raise requests.exceptions.SSLError(str(exc)) from None
+        except urllib3.exceptions.DecodeError as exc:
+            raise requests.exceptions.ContentDecodingError(str(exc)) from None
+        except (urllib3.exceptions.ProtocolError, OSError) as exc:
+            raise BodyBroken(str(exc)) from None
+        if not chunk:
+            return
+        yield chunk
+        window_bytes += len(chunk)
+        now = time.monotonic()
+        if now - window_start >= timeout:
+            if window_bytes < MIN_BYTES_PER_WINDOW:
+                raise BodyStalled(
+                    f"fewer than {MIN_BYTES_PER_WINDOW} bytes in {timeout:g} s: stalled"
+                )
+            window_start, window_bytes = now, 0
+
+
+def read_body(resp: requests.Response, limit: int, timeout: float) -> bytes:
+    """The whole body of a streamed response, or :class:`BodyTooLarge` past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in iter_body(resp, timeout):
+        total += len(chunk)
+        if total > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def body_retries(session: requests.Session, url: str) -> int:
+    """How many times a failed body may be fetched again: the session's --retries."""
+    try:
+        retry = getattr(session.get_adapter(url), "max_retries", None)
+    except requests.exceptions.InvalidSchema:
+        return 0
+    total = getattr(retry, "total", 0)
+    return total if isinstance(total, int) and not isinstance(total, bool) else 0
+
+
+def retry_pause(attempt: int) -> None:
+    """Back off before attempt ``attempt + 1`` (0.25 s, 0.5 s, 1 s, ... at most 4 s)."""
+    time.sleep(min(0.25 * 2**attempt, 4.0))
+
+
+def with_body_retries(session: requests.Session, url: str, attempt: Callable[[], _T]) -> _T:
+    """``attempt()``, again after each :class:`BodyError` up to the session's --retries, with
+    backoff; the last failure propagates."""
+    retries = body_retries(session, url)
+    for number in range(retries):
+        try:
+            return attempt()
+        except BodyError:  # noqa: PERF203 - a retry loop is the point
+            retry_pause(number)
+    return attempt()
+
+
+def describe_network_error(exc: BaseException) -> str:
+    """What went wrong on the network, in words that carry no URL (URLs may hold credentials)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS verification failed (is `cert` / PIP_CERT set for this network?)"
+    if isinstance(exc, BodyStalled):
+        return f"stalled ({exc})"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        return "too many redirects (a redirect loop?)"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke before the whole response arrived"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection failed"
+    text = str(exc)
+    kind = type(exc).__name__
+    return kind if "@" in text or "://" in text else f"{kind}: {text[:200]}"

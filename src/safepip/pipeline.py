@@ -18,6 +18,7 @@ from safepip.attest import check_files as check_attestations
 from safepip.config import Settings
 from safepip.errors import PolicyRefusal, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download_all
+from safepip.gates import plan_findings
 from safepip.index import IndexClient, PageCache
 from safepip.models import FileLink, Finding, Plan, VerifiedFile
 from safepip.net import make_session
@@ -217,6 +218,7 @@ def run(
         _check_require_hashes(settings, plan)
         findings: list[Finding] = []
         # Plan gates (on the chosen pins, before any file is downloaded) add their findings here.
+        findings.extend(plan_findings(settings, plan, client.project_pages, target.installed))
         to_install = plan.to_install()
         for pin in plan.pins:
             if not pin.needs_install and pin.requested:

@@ -1,0 +1,120 @@
+"""The plan gates, run in order on the resolver's plan before any file is downloaded."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping, Sequence
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from safepip.config import Settings
+from safepip.models import FileLink, Finding, IndexSource, InstalledDist, Pin, Plan, ProjectPage
+from safepip.status import status_findings
+from safepip.typosquat import (
+    ProjectFacts,
+    facts_from_uploads,
+    judge,
+    load_popular_names,
+    typosquat_policy,
+)
+
+__all__ = ["plan_findings", "project_facts", "source_of"]
+
+PagesFor = Callable[[NormalizedName], Sequence[ProjectPage]]
+
+
+def source_of(link: FileLink, sources: Sequence[IndexSource]) -> IndexSource | None:
+    """The configured source a file was listed by."""
+    for source in sources:
+        if source.url == link.index_url:
+            return source
+    return None
+
+
+def is_trusted_source(source: IndexSource | None) -> bool:
+    """The user's own projects: an index the policy marks internal, or a local directory."""
+    if source is None:
+        return False
+    if source.internal:
+        return True
+    return source.kind == "find-links" and not source.url.startswith(("http:", "https:"))
+
+
+def _version_of(filename: str) -> str | None:
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+        return None
+
+
+def project_facts(page: ProjectPage) -> ProjectFacts:
+    """A project's first upload and release count, from one index's page."""
+    versions, uploads = [], []
+    for link in page.files:
+        version = _version_of(link.filename)
+        if version is not None:
+            versions.append(version)
+            uploads.append(link.upload_time)
+    return facts_from_uploads(versions, uploads)
+
+
+def _page_serving(pin: Pin, pages: Sequence[ProjectPage]) -> ProjectPage | None:
+    if not isinstance(pin.source, FileLink):
+        return None
+    for page in pages:
+        if page.index_url == pin.source.index_url:
+            return page
+    return None
+
+
+def typosquat_findings(
+    settings: Settings,
+    plan: Plan,
+    pages_for: PagesFor,
+    installed: Mapping[NormalizedName, InstalledDist],
+    now: datetime.datetime,
+) -> list[Finding]:
+    policy = typosquat_policy(
+        settings.policy.section("typosquat"), settings.policy.project_section("typosquat")
+    )
+    if not policy.enabled:
+        return []
+    popular = load_popular_names(policy.popular_projects)
+    found: list[Finding] = []
+    for pin in plan.to_install():
+        assert isinstance(pin.source, FileLink)
+        if pin.name in installed or pin.name in policy.allow:
+            continue
+        if is_trusted_source(source_of(pin.source, settings.sources)):
+            continue
+        resemblance = popular.resemblance(pin.name)
+        if resemblance is None:
+            continue
+        page = _page_serving(pin, pages_for(pin.name))
+        facts = project_facts(page) if page is not None else ProjectFacts(None, 0)
+        found.append(judge(resemblance, facts, policy, now))
+    return found
+
+
+def plan_findings(
+    settings: Settings,
+    plan: Plan,
+    pages_for: PagesFor,
+    installed: Mapping[NormalizedName, InstalledDist],
+    now: datetime.datetime | None = None,
+) -> list[Finding]:
+    """Every plan gate's findings for the pins to install."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    found: list[Finding] = []
+    for pin in plan.to_install():
+        found.extend(status_findings(pin, pages_for(pin.name)))
+    found.extend(typosquat_findings(settings, plan, pages_for, installed, now))
+    return found

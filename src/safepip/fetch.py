@@ -3,6 +3,7 @@ whole files, downloaded in parallel into a content-addressed cache while they ar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -13,7 +14,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -234,24 +235,71 @@ class MetadataFetcher:
         *,
         timeout: float = 15.0,
         on_download: Callable[[FileLink, Path, dict[str, str]], None] | None = None,
+        workers: int = 16,
     ) -> None:
         self.session = session
         self.store = store
         self.timeout = timeout
         self._on_download = on_download
         self._lock = threading.Lock()
-        self._cache: dict[str, bytes] = {}
+        self._futures: dict[str, Future[bytes]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers = workers
         self.downloaded: dict[str, tuple[Path, dict[str, str]]] = {}
 
     def metadata(self, link: FileLink) -> bytes:
+        """The core metadata of ``link``; fetched once per run, however many ask for it."""
         with self._lock:
-            cached = self._cache.get(link.url)
-        if cached is not None:
-            return cached
-        data = self._metadata_uncached(link)
+            fut = self._futures.get(link.url)
+            owner = fut is None
+            if fut is None:
+                fut = self._futures[link.url] = Future()
+        if owner:
+            self._fill(fut, link)
+        return fut.result()
+
+    def prefetch(self, link: FileLink, then: Callable[[bytes], None] | None = None) -> None:
+        """Start fetching the metadata of ``link`` in the background (errors surface only when
+        it is asked for); ``then`` runs with it once it arrives."""
         with self._lock:
-            self._cache[link.url] = data
-        return data
+            if link.url in self._futures:
+                return
+            fut: Future[bytes] = Future()
+            self._futures[link.url] = fut
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="safepip-meta")
+            pool = self._pool
+
+        def work() -> None:
+            self._fill(fut, link)
+            if then is not None and fut.exception() is None:
+                then(fut.result())
+
+        try:
+            pool.submit(work)
+        except RuntimeError:  # closed: the run is over
+            fut.cancel()
+
+    def cancel_prefetches(self) -> None:
+        """Drop background fetches not yet finished; asking for one later fetches it anew."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            for url, fut in list(self._futures.items()):
+                if not fut.done():
+                    fut.cancel()
+                    del self._futures[url]
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _fill(self, fut: Future[bytes], link: FileLink) -> None:
+        try:
+            data = self._metadata_uncached(link)
+        except BaseException as exc:
+            with contextlib.suppress(InvalidStateError):
+                fut.set_exception(exc)
+            return
+        with contextlib.suppress(InvalidStateError):
+            fut.set_result(data)
 
     def _metadata_uncached(self, link: FileLink) -> bytes:
         if link.url.startswith("file:"):

@@ -34,6 +34,7 @@ from safepip.models import (
     Plan,
     UserRequirement,
 )
+from safepip.speculate import MetadataPrefetch, Speculator
 
 __all__ = ["CoreMetadata", "ResolveOptions", "parse_metadata", "resolve"]
 
@@ -221,6 +222,15 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         # Candidates are interned so that resolvelib's incompatibilities (compared by identity)
         # keep meaning the same candidate across calls.
         self._interned: dict[tuple[object, ...], Candidate] = {}
+        self._matches: dict[NormalizedName, list[Candidate]] = {}
+        self.speculator: Speculator | None = None
+        if isinstance(metadata, MetadataPrefetch):
+            self.speculator = Speculator(
+                metadata,
+                self._likely_link,
+                lambda raw: parse_metadata(raw, "speculation").requires_dist,
+                options.markers,
+            )
 
     # resolvelib API
 
@@ -282,11 +292,9 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         spec_reqs = [r for r in reqs if isinstance(r, SpecRequirement)]
         name = spec_reqs[0].name
         extras = spec_reqs[0].extras
-        return [
-            c if not extras else self._with_extras(c, extras)
-            for c in self._base_candidates(name, spec_reqs)
-            if id(c) not in bad
-        ]
+        base = [c for c in self._base_candidates(name, spec_reqs) if id(c) not in bad]
+        self._matches[name] = base
+        return [c if not extras else self._with_extras(c, extras) for c in base]
 
     def is_satisfied_by(self, requirement: AnyRequirement, candidate: Candidate) -> bool:
         if isinstance(requirement, PythonRequirement):
@@ -309,6 +317,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             return deps
         if self.options.no_deps:
             return []
+        self._look_ahead(candidate)
         meta = self._metadata(candidate)
         deps = list(self._requirements_from(meta, candidate, frozenset(), extras_only=False))
         if meta.requires_python and not self.options.ignore_requires_python:
@@ -317,7 +326,50 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             except InvalidSpecifier:
                 pass
         self.links.prefetch(d.name for d in deps if isinstance(d, SpecRequirement))
+        if self.speculator is not None:
+            for d in deps:
+                if isinstance(d, SpecRequirement):
+                    self.speculator.walk(d.name, d.specifier, d.extras)
         return deps
+
+    # speculation (warms the metadata cache only)
+
+    def _look_ahead(self, candidate: Candidate, window: int = 8) -> None:
+        """When the resolver moves past the first candidate of a project it is backtracking:
+        fetch the metadata of the next few in parallel."""
+        matches = self._matches.get(candidate.name, [])
+        if self.speculator is None or not matches or matches[0] is candidate:
+            return
+        try:
+            at = matches.index(candidate)
+        except ValueError:
+            return
+        self.speculator.ahead(
+            [c.link for c in matches[at + 1 : at + 1 + window] if c.link is not None]
+        )
+
+    def _likely_link(self, name: NormalizedName, specifier: SpecifierSet) -> FileLink | None:
+        """The file of the version the resolver will most likely choose for ``name``."""
+        installed = self.options.installed.get(name)
+        if (
+            installed is not None
+            and self._prefer_installed(name)
+            and not (self.options.ignore_installed or self.options.force_reinstall)
+            and specifier.contains(installed.version, prereleases=True)
+        ):
+            return None
+        combined = specifier
+        for c in self.constraints.get(name, []):
+            combined &= c.requirement.specifier
+        versions = self._versions(name)
+        prereleases = self.options.allows_prereleases(name)
+        for version in sorted(
+            combined.filter(versions.keys(), prereleases=prereleases), reverse=True
+        ):
+            unyanked = [lk for lk in versions[version] if not lk.yanked]
+            if unyanked:
+                return self._best_link(unyanked)
+        return None
 
     # helpers
 
@@ -412,8 +464,8 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             version = self._usable_version(name, link)
             if version is not None:
                 by_version.setdefault(version, []).append(link)
-        self._by_version[name] = by_version
-        return by_version
+        # setdefault: the speculation threads may compute the same table at the same time.
+        return self._by_version.setdefault(name, by_version)
 
     def _usable_version(self, name: NormalizedName, link: FileLink) -> Version | None:
         try:
@@ -565,6 +617,9 @@ def resolve(
         links, metadata, builder or RefuseBuilds(), options, constraint_map, user_names
     )
     resolver: Resolver[Any, Any, str] = Resolver(provider, _Reporter())
+    if provider.speculator is not None:
+        for user_req in user_reqs:
+            provider.speculator.walk(user_req.name, user_req.specifier, user_req.extras)
     try:
         result = resolver.resolve(user_reqs, max_rounds=max_rounds)
     except ResolutionImpossible as exc:
@@ -575,6 +630,9 @@ def resolve(
             hint="add tighter version bounds or constraints (-c) for the projects involved",
             reference="resolution-too-deep",
         ) from None
+    finally:
+        if provider.speculator is not None:
+            provider.speculator.close()
     return _plan(result.mapping, provider, user_reqs, constraint_map)
 
 

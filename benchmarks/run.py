@@ -1,0 +1,489 @@
+"""Time safepip, pip and uv on the same work against a local mirror (or the real index).
+
+    python benchmarks/run.py [--reps N] [--latency S] [--check] [--real-index] [--only OPS]
+
+Every process runs with PIP_CONFIG_FILE=os.devnull and an isolated HOME; tools alternate within
+each repetition and the table shows medians and the ratios safepip/pip and safepip/uv."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from corpus import BACKTRACK_REQUIREMENTS, WEB_STACK, Corpus, ensure_corpus  # noqa: E402
+from mirror import Mirror, load_files  # noqa: E402
+
+TOOLS = ("safepip", "pip", "uv")
+
+
+@dataclass(frozen=True)
+class Goal:
+    """safepip's time divided by ``against``'s must be at most ``limit``."""
+
+    against: str
+    limit: float
+    text: str
+
+
+GOALS: dict[str, Goal] = {
+    "resolve": Goal("pip", 1 / 3, "≥3x faster than pip"),
+    "install-cold": Goal("pip", 1 / 2.5, "≥2.5x faster than pip"),
+    "no-op": Goal("pip", 1 / 2, "≥2x faster than pip"),
+    "backtrack": Goal("uv", 2.0, "within 2x of uv"),
+}
+RSS_LIMIT_MB = 150.0
+
+
+@dataclass
+class Sample:
+    seconds: float
+    max_rss_mb: float
+
+
+@dataclass
+class Results:
+    samples: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, op: str, tool: str, sample: Sample) -> None:
+        self.samples.setdefault((op, tool), []).append(sample)
+
+    def median(self, op: str, tool: str) -> float | None:
+        got = self.samples.get((op, tool))
+        return statistics.median(s.seconds for s in got) if got else None
+
+
+class BenchFailure(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------- environments
+
+
+class Workspace:
+    """Temporary venvs, caches and homes, all under one directory."""
+
+    def __init__(self, root: Path, real_index: bool) -> None:
+        self.root = root
+        self.real_index = real_index
+        self._n = 0
+        self.template = root / "template-venv"
+        venv.EnvBuilder(with_pip=False, symlinks=True).create(self.template)
+        site = next((self.template / "lib").glob("python*/site-packages"))
+        import pip
+
+        pip_dir = Path(pip.__file__).resolve().parent
+        shutil.copytree(pip_dir, site / "pip", symlinks=True)
+        for info in pip_dir.parent.glob("pip-*.dist-info"):
+            shutil.copytree(info, site / info.name, symlinks=True)
+
+    def fresh(self, kind: str) -> Path:
+        self._n += 1
+        path = self.root / f"{kind}-{self._n}"
+        path.mkdir()
+        return path
+
+    def fresh_venv(self) -> Path:
+        path = self.fresh("venv")
+        shutil.rmtree(path)
+        shutil.copytree(self.template, path, symlinks=True)
+        return path
+
+    def environ(self) -> dict[str, str]:
+        home = self.fresh("home")
+        keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+        env = {k: v for k, v in os.environ.items() if k in keep}
+        env.update(
+            {
+                "HOME": str(home),
+                "XDG_CACHE_HOME": str(home / ".cache"),
+                "XDG_CONFIG_HOME": str(home / ".config"),
+                "XDG_DATA_HOME": str(home / ".local" / "share"),
+                "PIP_CONFIG_FILE": os.devnull,
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                "PIP_NO_INPUT": "1",
+                "UV_NO_CONFIG": "1",
+                "UV_PYTHON_DOWNLOADS": "never",
+                "PYTHONDONTWRITEBYTECODE": "",
+            }
+        )
+        env.pop("PYTHONDONTWRITEBYTECODE")
+        if self.real_index:
+            proxies = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+            env.update({k: v for k, v in os.environ.items() if k.lower() in proxies})
+            cert = os.environ.get("PIP_CERT")
+            if cert:
+                env["PIP_CERT"] = cert
+                env["SSL_CERT_FILE"] = cert
+        else:
+            env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+        return env
+
+
+def _bin(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise SystemExit(
+            f"{name} is not installed in the benchmark environment (pip install {name})"
+        )
+    return found
+
+
+def run_timed(argv: Sequence[str], env: dict[str, str], cwd: Path) -> Sample:
+    """Run ``argv`` to completion; its wall time and peak RSS (largest of it and its children)."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=out, stderr=out)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            out.seek(0)
+            text = out.read().decode(errors="replace")[-4000:]
+            raise BenchFailure(f"{' '.join(argv)} exited {proc.returncode}:\n{text}")
+    return Sample(seconds=elapsed, max_rss_mb=usage.ru_maxrss / 1024)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Job:
+    """One tool's command for one operation, given a target venv, cache and index."""
+
+    target: Path
+    cache: Path
+    index_url: str | None
+    out: Path
+
+    def index(self) -> list[str]:
+        return ["--index-url", self.index_url] if self.index_url else []
+
+
+def install_cmd(tool: str, job: Job, extra: Sequence[str]) -> list[str]:
+    py = str(job.target / "bin" / "python")
+    cache = ["--cache-dir", str(job.cache)]
+    if tool == "pip":
+        return [py, "-m", "pip", "install", "-q", *cache, *job.index(), *extra]
+    if tool == "safepip":
+        return [_bin("safepip"), "install", "-q", "--python", py, *cache, *job.index(), *extra]
+    # uv does not compile bytecode unless asked; pip and safepip do, so the work is the same.
+    compiles = [] if "--dry-run" in extra else ["--compile-bytecode"]
+    uv = [_bin("uv"), "pip", "install", "-q", "--python", py]
+    return [*uv, *cache, *compiles, *job.index(), *extra]
+
+
+def lock_cmd(tool: str, job: Job, reqs: Path) -> list[str]:
+    py = str(job.target / "bin" / "python")
+    cache = ["--cache-dir", str(job.cache)]
+    if tool == "pip":
+        out = ["-o", str(job.out / "pylock.toml")]
+        return [py, "-m", "pip", "lock", "-q", *cache, *job.index(), "-r", str(reqs), *out]
+    out = ["-o", str(job.out / "requirements.lock")]
+    if tool == "safepip":
+        return [
+            _bin("safepip"),
+            "lock",
+            "-q",
+            "--python",
+            py,
+            *cache,
+            *job.index(),
+            "-r",
+            str(reqs),
+            *out,
+        ]
+    uv = [_bin("uv"), "pip", "compile", "-q", "--python", py]
+    return [*uv, *cache, *job.index(), "--generate-hashes", str(reqs), *out]
+
+
+def installed_summary(target: Path) -> tuple[int, int]:
+    """How many distributions (other than pip) and .pyc files ``target`` holds."""
+    site = next((target / "lib").glob("python*/site-packages"))
+    dists = [d for d in site.glob("*.dist-info") if not d.name.startswith("pip-")]
+    pycs = sum(1 for p in site.rglob("*.pyc") if "/pip/" not in str(p))
+    return len(dists), pycs
+
+
+# ---------------------------------------------------------------------------- the benchmark
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, ws: Workspace, results: Results) -> None:
+        self.args = args
+        self.ws = ws
+        self.results = results
+        self.files = ws.fresh("inputs")
+        self.web_in = self.files / "web.in"
+        self.web_in.write_text("\n".join(WEB_STACK) + "\n")
+        self.back_in = self.files / "backtrack.in"
+        self.back_in.write_text("\n".join(BACKTRACK_REQUIREMENTS) + "\n")
+        self.lock = self.files / "web.lock"
+        self.empty_venv = ws.fresh_venv()
+        self.installed: dict[str, tuple[Path, Path]] = {}
+        self.summaries: dict[str, tuple[int, int]] = {}
+
+    def log(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def record(self, op: str, tool: str, argv: Sequence[str]) -> Sample:
+        sample = run_timed(argv, self.ws.environ(), self.files)
+        self.results.add(op, tool, sample)
+        return sample
+
+    def job(self, url: str | None, target: Path | None = None, cache: Path | None = None) -> Job:
+        return Job(
+            target=target or self.empty_venv,
+            cache=cache or self.ws.fresh("cache"),
+            index_url=url,
+            out=self.ws.fresh("out"),
+        )
+
+    def resolve(self, op: str, tool: str, url: str | None, reqs: Path) -> None:
+        self.record(op, tool, install_cmd(tool, self.job(url), ["--dry-run", "-r", str(reqs)]))
+
+    def lock_op(self, tool: str, url: str | None) -> None:
+        self.record("lock", tool, lock_cmd(tool, self.job(url), self.web_in))
+
+    def install_cold(self, tool: str, url: str | None) -> None:
+        job = self.job(url, target=self.ws.fresh_venv())
+        self.record("install-cold", tool, install_cmd(tool, job, ["-r", str(self.lock)]))
+        self.installed[tool] = (job.target, job.cache)
+        self.summaries.setdefault(tool, installed_summary(job.target))
+
+    def install_warm(self, tool: str, url: str | None) -> None:
+        _, cache = self.installed[tool]
+        job = self.job(url, target=self.ws.fresh_venv(), cache=cache)
+        self.record("install-warm", tool, install_cmd(tool, job, ["-r", str(self.lock)]))
+
+    def noop(self, tool: str, url: str | None) -> None:
+        target, cache = self.installed[tool]
+        job = self.job(url, target=target, cache=cache)
+        self.record("no-op", tool, install_cmd(tool, job, ["-r", str(self.lock)]))
+
+    def run(self, url: str | None, url_no658: str | None, lock_tools: Sequence[str]) -> None:
+        ops: list[tuple[str, Callable[[str], None], Sequence[str]]] = [
+            ("resolve", lambda t: self.resolve("resolve", t, url, self.web_in), TOOLS),
+            ("lock", lambda t: self.lock_op(t, url), lock_tools),
+            ("install-cold", lambda t: self.install_cold(t, url), TOOLS),
+            ("install-warm", lambda t: self.install_warm(t, url), TOOLS),
+            ("no-op", lambda t: self.noop(t, url), TOOLS),
+            ("backtrack", lambda t: self.resolve("backtrack", t, url, self.back_in), TOOLS),
+        ]
+        if url_no658 is not None:
+            ops.insert(
+                1,
+                (
+                    "resolve-no658",
+                    lambda t: self.resolve("resolve-no658", t, url_no658, self.web_in),
+                    TOOLS,
+                ),
+            )
+            ops.append(
+                (
+                    "backtrack-no658",
+                    lambda t: self.resolve("backtrack-no658", t, url_no658, self.back_in),
+                    TOOLS,
+                )
+            )
+        only = set(self.args.only.split(",")) if self.args.only else None
+        if only:
+            needs_install = only & {"install-warm", "no-op"}
+            if needs_install:
+                only.add("install-cold")
+            ops = [o for o in ops if o[0] in only]
+        for rep in range(self.args.reps):
+            order = TOOLS[rep % 3 :] + TOOLS[: rep % 3]
+            for name, fn, tools in ops:
+                for tool in order:
+                    if tool in tools:
+                        fn(tool)
+                self.log(
+                    f"  rep {rep + 1}/{self.args.reps} {name}: "
+                    + ", ".join(
+                        f"{t} {self.results.samples[(name, t)][-1].seconds:.2f}s"
+                        for t in order
+                        if (name, t) in self.results.samples
+                    )
+                )
+
+
+def lock_supported(ws: Workspace) -> bool:
+    """Whether this safepip serves ``lock`` (it is built in parallel with this harness)."""
+    proc = subprocess.run(
+        [_bin("safepip"), "lock", "--help"],
+        env=ws.environ(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.returncode == 0 and "-o" in proc.stdout
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def table(results: Results, title: str) -> tuple[str, list[str]]:
+    lines = [
+        f"### {title}",
+        "",
+        "| operation | safepip (s) | pip (s) | uv (s) | safepip/pip | safepip/uv | goal | met |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    misses: list[str] = []
+    ops: list[str] = []
+    for op, _ in results.samples:
+        if op not in ops:
+            ops.append(op)
+    for op in ops:
+        s, p, u = (results.median(op, t) for t in TOOLS)
+        rp, ru = ratio(s, p), ratio(s, u)
+        goal = GOALS.get(op)
+        met = ""
+        if goal is not None:
+            got = rp if goal.against == "pip" else ru
+            ok = got is not None and got <= goal.limit
+            met = "yes" if ok else "NO"
+            if not ok:
+                misses.append(f"{op}: safepip/{goal.against} = {got} (goal: {goal.text})")
+
+        def fmt(v: float | None, digits: int = 2) -> str:
+            return "-" if v is None else f"{v:.{digits}f}"
+
+        lines.append(
+            f"| {op} | {fmt(s)} | {fmt(p)} | {fmt(u)} | {fmt(rp)} | {fmt(ru)} | "
+            f"{goal.text if goal else ''} | {met} |"
+        )
+    rss = [x.max_rss_mb for (op, t), xs in results.samples.items() if t == "safepip" for x in xs]
+    if rss:
+        peak = max(rss)
+        lines.append("")
+        lines.append(
+            f"Peak RSS of safepip (largest of it and its child processes): {peak:.0f} MB "
+            f"(goal < {RSS_LIMIT_MB:.0f} MB)"
+        )
+        if peak >= RSS_LIMIT_MB:
+            misses.append(f"peak RSS {peak:.0f} MB (goal < {RSS_LIMIT_MB:.0f} MB)")
+    lines.extend(f"- {n}" for n in results.notes)
+    return "\n".join(lines), misses
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per tool (median)")
+    parser.add_argument(
+        "--latency", type=float, default=0.03, help="seconds added to every mirror request"
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument("--real-index", action="store_true", help="also run against PyPI")
+    parser.add_argument("--only", default="", help="comma-separated operations to run")
+    parser.add_argument("--cache", type=Path, default=HERE / ".cache", help="download cache")
+    parser.add_argument("--json", type=Path, help="write the raw samples here")
+    parser.add_argument(
+        "--serve", action="store_true", help="only serve the mirrors (for profiling) until killed"
+    )
+    return parser.parse_args(argv)
+
+
+def serve(projects: dict[Any, Any], latency: float) -> int:
+    with (
+        Mirror(projects, latency=latency, pep658=True) as on,
+        Mirror(projects, latency=latency, pep658=False) as off,
+    ):
+        print(f"PEP 658 on:  {on.simple_url}\nPEP 658 off: {off.simple_url}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    started = time.perf_counter()
+    corpus = Corpus(args.cache)
+    ensure_corpus(corpus, lambda t: print(t, file=sys.stderr, flush=True))
+    projects = load_files(corpus.directories)
+    if args.serve:
+        return serve(projects, args.latency)
+    all_misses: list[str] = []
+    raw: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="safepip-bench-") as tmp:
+        ws = Workspace(Path(tmp), real_index=False)
+        lock_tools = TOOLS if lock_supported(ws) else ("pip", "uv")
+        results = Results()
+        if "safepip" not in lock_tools:
+            results.notes.append("lock: this safepip does not serve `lock` yet")
+        with (
+            Mirror(projects, latency=args.latency, pep658=True) as on,
+            Mirror(projects, latency=args.latency, pep658=False) as off,
+        ):
+            bench = Bench(args, ws, results)
+            bench.lock.write_text("\n".join(corpus.lock_lines()) + "\n")
+            print(
+                f"local mirror: {sum(len(v) for v in projects.values())} files, "
+                f"{args.latency * 1000:.0f} ms per request, {args.reps} repetitions",
+                file=sys.stderr,
+            )
+            bench.run(on.simple_url, off.simple_url, lock_tools)
+        for tool, (dists, pycs) in bench.summaries.items():
+            results.notes.append(f"cold install, {tool}: {dists} distributions, {pycs} .pyc files")
+        text, misses = table(
+            results,
+            f"local mirror, {args.latency * 1000:.0f} ms per request, median of {args.reps}",
+        )
+        print(text)
+        all_misses += misses
+        raw["mirror"] = {
+            f"{o}/{t}": [s.seconds for s in v] for (o, t), v in results.samples.items()
+        }
+        if args.real_index:
+            real_root = Path(tmp) / "real"
+            real_root.mkdir()
+            ws_real = Workspace(real_root, real_index=True)
+            real = Results()
+            real_bench = Bench(args, ws_real, real)
+            real_bench.lock.write_text("\n".join(corpus.lock_lines()) + "\n")
+            real_bench.run(None, None, lock_tools)
+            text, misses = table(real, f"the real default index, median of {args.reps}")
+            print()
+            print(text)
+            raw["real"] = {f"{o}/{t}": [s.seconds for s in v] for (o, t), v in real.samples.items()}
+    print(f"\n(took {time.perf_counter() - started:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(raw, indent=1))
+    if args.check and all_misses:
+        print("\ngoals missed:\n" + "\n".join(f"  {m}" for m in all_misses), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchFailure as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        sys.exit(2)

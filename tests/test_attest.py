@@ -260,6 +260,7 @@ def test_install_verifies_and_reports_identity(fmt: str, target_venv: Path, tmp_
             "circleci-sign-publish-example",
         )
         assert result.returncode == 0, result.stderr
+        assert "TUF" not in result.stderr  # the verifier's own log lines stay out of the output
         assert any(p.endswith(f"/provenance/{WHEEL}") for _, p, _ in server.requests)
     findings = json.loads(report.read_text())["safepip"]["findings"]
     attested = [f for f in findings if f["rule"] == "attested"]

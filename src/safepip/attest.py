@@ -316,12 +316,20 @@ def verify_provenance(
     return Attested(filename, identities.pop())
 
 
+def _quiet_verifier_logs() -> None:
+    """The verifier logs a warning on every offline use; safepip reports through findings."""
+    import logging
+
+    logging.getLogger("sigstore").setLevel(logging.ERROR)
+
+
 def _verify_one(
     attestation: Any, policy: Any, dist: Any, trust_root_dir: Path | None
 ) -> str | None:
     """Why one attestation does not verify, or None when it does."""
     from pypi_attestations import AttestationError
 
+    _quiet_verifier_logs()
     try:
         with _VERIFY_LOCK, _trust_root_home(trust_root_dir):
             attestation.verify(policy, dist, offline=True)

@@ -63,7 +63,11 @@ def install(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> Iterator[Insta
         target = tmp_path / f"target{next(counter)}"
         start = time.monotonic()
         where = ["--dry-run"] if dry_run else ["--target", str(target)]
-        code = main(["install", "--python", sys.executable, *where, "-i", index_url, *extra, "app"])
+        # A cache of its own: pip computes its default cache directory once per process, so
+        # in-process runs would otherwise share the first test's verified files.
+        cache = ["--cache-dir", str(tmp_path / "cache")]
+        argv = ["install", "--python", sys.executable, *where, *cache, "-i", index_url, *extra]
+        code = main([*argv, "app"])
         seconds = time.monotonic() - start
         out, err = capfd.readouterr()
         return Run(code, out, err, seconds, target)

@@ -53,7 +53,17 @@ def _base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def target_venv(tmp_path: Path, _base_venv: Path) -> Path:
     """A fresh virtual environment to install into."""
-    path = tmp_path / "target"
+    return make_venv(tmp_path / "target", _base_venv)
+
+
+@pytest.fixture
+def plain_venv(tmp_path: Path, _base_venv: Path) -> Path:
+    """A second fresh virtual environment, for plain pip to install into (parity checks)."""
+    return make_venv(tmp_path / "plain", _base_venv)
+
+
+def make_venv(path: Path, _base_venv: Path) -> Path:
+    """A virtual environment with pip copied from the session's base venv."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
     # Copy pip from the session's base venv so pass-through commands work without a download.
     base_site = next((_base_venv / "lib").glob("python*/site-packages"))

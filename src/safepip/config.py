@@ -251,7 +251,7 @@ def parse_pipeline_args(
         raise UsageError("cannot combine --user and --target")
 
     parsed = read_requirements(options, positional)
-    sources, creds = _sources(options, parsed.index_urls, parsed.find_links, parsed.no_index)
+    sources, creds = _sources(parsed.index_urls, parsed.find_links)
     trusted_hosts = frozenset(
         {*(getattr(options, "trusted_hosts", None) or ()), *parsed.trusted_hosts}
     )
@@ -266,10 +266,10 @@ def parse_pipeline_args(
         keyring_provider=str(getattr(options, "keyring_provider", "auto")),
         credentials=tuple(creds),
     )
-    release = getattr(options, "release_control", None)
+    release = parsed.release_control
     all_releases = set(getattr(release, "all_releases", set()) or ())
     only_final = set(getattr(release, "only_final", set()) or ())
-    fmt = getattr(options, "format_control", None)
+    fmt = parsed.format_control
     only_binary = frozenset(getattr(fmt, "only_binary", ()) or ())
     no_binary = frozenset(getattr(fmt, "no_binary", ()) or ())
     cache_dir = options.cache_dir if options.cache_dir else None
@@ -294,7 +294,7 @@ def parse_pipeline_args(
         ),
         only_binary=frozenset(canonicalize_name(n) if n != ":all:" else n for n in only_binary),
         no_binary=frozenset(canonicalize_name(n) if n != ":all:" else n for n in no_binary),
-        prefer_binary=bool(getattr(options, "prefer_binary", False)),
+        prefer_binary=parsed.prefer_binary,
         require_hashes=bool(getattr(options, "require_hashes", False))
         or (parsed.any_hashes and not getattr(options, "no_require_hashes", False)),
         dry_run=bool(getattr(options, "dry_run", False)),
@@ -341,20 +341,10 @@ def _python_version(value: Any) -> str | None:
 
 
 def _sources(
-    options: optparse.Values,
-    file_index_urls: Sequence[str],
-    file_find_links: Sequence[str],
-    file_no_index: bool,
+    index_urls: Sequence[str], find_links: Sequence[str]
 ) -> tuple[tuple[IndexSource, ...], list[tuple[str, str, str]]]:
     from pip._internal.models.index import PyPI
 
-    no_index = bool(getattr(options, "no_index", False)) or file_no_index
-    index_urls: list[str] = []
-    if not no_index:
-        primary = options.index_url or PyPI.simple_url
-        index_urls = [primary, *(options.extra_index_urls or [])]
-        index_urls.extend(file_index_urls)
-    find_links = [*(getattr(options, "find_links", None) or []), *file_find_links]
     creds: list[tuple[str, str, str]] = []
     sources: list[IndexSource] = []
     seen: set[tuple[str, str]] = set()

@@ -25,6 +25,10 @@ class ParsedInput:
     no_index: bool = False
     trusted_hosts: tuple[str, ...] = ()
     any_hashes: bool = False
+    # The command line's selections, updated by options written inside requirement files.
+    format_control: Any = None
+    release_control: Any = None
+    prefer_binary: bool = False
 
 
 @dataclass
@@ -107,6 +111,27 @@ def _hashes_of(options: dict[str, Any] | None) -> Hashes:
     return Hashes.from_pairs((algo, digest) for algo, digests in raw.items() for digest in digests)
 
 
+def _finder_from_options(options: optparse.Values) -> _FinderShim:
+    """The search scope and selections the command line and configuration give, as pip's finder
+    starts with them: an ``--index-url`` inside a file replaces the index URLs, as in pip."""
+    from pip._internal.models.index import PyPI
+
+    no_index = bool(getattr(options, "no_index", False))
+    index_urls: list[str] = []
+    if not no_index:
+        index_urls = [options.index_url or PyPI.simple_url, *(options.extra_index_urls or [])]
+    return _FinderShim(
+        search_scope=_SearchScope(
+            find_links=list(getattr(options, "find_links", None) or []),
+            index_urls=index_urls,
+            no_index=no_index,
+        ),
+        format_control=getattr(options, "format_control", None),
+        release_control=getattr(options, "release_control", None),
+        prefer_binary=bool(getattr(options, "prefer_binary", False)),
+    )
+
+
 def _refuse_lock_file(filename: str) -> None:
     from pip._internal.utils.pylock import is_valid_pylock_filename
 
@@ -140,7 +165,7 @@ def read_requirements(options: optparse.Values, positional: Sequence[str]) -> Pa
     from pip._internal.exceptions import InstallationError, RequirementsFileParseError
     from pip._internal.req.req_file import parse_requirements
 
-    finder = _FinderShim()
+    finder = _finder_from_options(options)
     session = _SessionShim()
     requirements: list[UserRequirement] = []
     constraints: list[UserRequirement] = []
@@ -171,7 +196,8 @@ def read_requirements(options: optparse.Values, positional: Sequence[str]) -> Pa
             if item.is_editable:
                 raise UsageError(
                     f"editable requirement {item.requirement!r} ({item.comes_from}) "
-                    "is not supported yet",
+                    "is not supported: an editable install runs the project's build backend",
+                    hint="build a wheel of the project and install that",
                     reference="unsupported-requirement",
                 )
             hashes = _hashes_of(item.options)
@@ -197,4 +223,7 @@ def read_requirements(options: optparse.Values, positional: Sequence[str]) -> Pa
         no_index=scope.no_index,
         trusted_hosts=tuple(session.trusted),
         any_hashes=any_hashes,
+        format_control=finder.format_control,
+        release_control=finder.release_control,
+        prefer_binary=finder.prefer_binary,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -23,6 +24,8 @@ Commands served by safepip:
   install      Install packages (verified, then handed to pip offline).
   download     Download and verify packages into a directory.
   wheel        Collect verified wheels into a directory (no builds).
+  audit        Check an environment or a pinned file for known vulnerabilities.
+  advisories   Update or show the offline vulnerability database (advisories update|show).
 
   options      Show how safepip treats each of pip's options (honoured or refused, and why).
 
@@ -125,6 +128,8 @@ def _dispatch(args: list[str]) -> int:
     if command in ("-h", "--help"):
         print(_HELP, end="")
         return ExitStatus.OK
+    if command in ("audit", "advisories"):
+        return _audit_command(rest) if command == "audit" else _advisories_command(rest)
     if command == "lock":
         raise UsageError(
             "`lock` is not served yet, and safepip never hands a resolving command to pip",
@@ -142,6 +147,80 @@ def _dispatch(args: list[str]) -> int:
     if command in PASSTHROUGH_COMMANDS:
         return _passthrough(command, rest)
     raise UsageError(f"unknown command {command!r}", hint="see `safepip --help`")
+
+
+def _audit_command(args: Sequence[str]) -> int:
+    from pathlib import Path
+
+    from safepip.audit import audit, pins_from_file, render_json, render_text
+    from safepip.policyfile import load_policy
+    from safepip.target import find_interpreter, probe_target
+    from safepip.vulnerabilities import open_database, vulnerability_policy
+
+    parser = argparse.ArgumentParser(
+        prog="safepip audit", description="exit 3: vulnerabilities found"
+    )
+    parser.add_argument("--python", help="audit this interpreter's environment")
+    parser.add_argument("-r", "--requirement", help="a pinned requirements file or pylock.toml")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--policy", help="a safepip policy file (TOML)")
+    opts = _parse_own(parser, args)
+    policy = load_policy(os.environ, opts.policy)
+    vpolicy = vulnerability_policy(
+        policy.section("advisories"), policy.project_section("advisories")
+    )
+    db = open_database(vpolicy)
+    if db is None:
+        raise SafepipError(
+            "there is no advisory database to audit against",
+            hint="run `safepip advisories update` first",
+            reference="no-advisory-database",
+        )
+    if opts.requirement:
+        pins, source = pins_from_file(Path(opts.requirement)), opts.requirement
+    else:
+        python, explicit = find_interpreter(opts.python or os.environ.get("PIP_PYTHON"), os.environ)
+        target = probe_target(python, explicit=explicit)
+        pins = [(d.name, d.version) for d in target.installed.values()]
+        source = target.executable
+    result = audit(pins, db, vpolicy, source)
+    print(render_json(result) if opts.format == "json" else render_text(result))
+    return ExitStatus.REFUSED if result.vulnerable else ExitStatus.OK
+
+
+def _advisories_command(args: Sequence[str]) -> int:
+    from safepip.advisories import DEFAULT_SOURCE, database_path, load_database, refresh_database
+    from safepip.net import NetSettings, make_session
+    from safepip.vulnerabilities import safepip_cache_dir
+
+    parser = argparse.ArgumentParser(prog="safepip advisories")
+    parser.add_argument("action", choices=("update", "show"))
+    parser.add_argument(
+        "--from", dest="source", default=DEFAULT_SOURCE, help="OSV zip: URL or path"
+    )
+    opts = _parse_own(parser, args)
+    cache = safepip_cache_dir()
+    if opts.action == "show":
+        path = database_path(cache)
+        if not path.is_file():
+            print("No advisory database yet: run `safepip advisories update`.")
+            return ExitStatus.OK
+        info = load_database(path).info
+    else:
+        cert = os.environ.get("PIP_CERT")
+        with make_session(NetSettings(cert=cert)) as session:
+            info = refresh_database(opts.source, cache, session)
+    print(f"{info.describe()} (from {info.source}, fetched {info.fetched})")
+    return ExitStatus.OK
+
+
+def _parse_own(parser: argparse.ArgumentParser, args: Sequence[str]) -> argparse.Namespace:
+    try:
+        return parser.parse_args(list(args))
+    except SystemExit as exc:
+        if exc.code == 0:
+            raise
+        raise UsageError("invalid arguments", hint=f"see `{parser.prog} --help`") from None
 
 
 def _passthrough_help(command: str) -> int:

@@ -23,6 +23,13 @@ from safepip.typosquat import (
     load_popular_names,
     typosquat_policy,
 )
+from safepip.vulnerabilities import (
+    database_finding,
+    missing_database_finding,
+    open_database,
+    vulnerability_findings,
+    vulnerability_policy,
+)
 
 __all__ = ["plan_findings", "project_facts", "source_of"]
 
@@ -117,4 +124,19 @@ def plan_findings(
     for pin in plan.to_install():
         found.extend(status_findings(pin, pages_for(pin.name)))
     found.extend(typosquat_findings(settings, plan, pages_for, installed, now))
+    found.extend(advisory_findings(settings, plan))
     return found
+
+
+def advisory_findings(settings: Settings, plan: Plan) -> list[Finding]:
+    """Known vulnerabilities of the pins to install, from the offline database."""
+    pins = [(p.name, p.version) for p in plan.to_install()]
+    if not pins:
+        return []
+    policy = vulnerability_policy(
+        settings.policy.section("advisories"), settings.policy.project_section("advisories")
+    )
+    db = open_database(policy)
+    if db is None:
+        return [missing_database_finding()]
+    return [*vulnerability_findings(pins, db, policy), database_finding(db, len(pins))]

@@ -359,7 +359,7 @@ def _outcome_for(
 ) -> ProvenanceOutcome:
     link = vf.pin.source
     assert isinstance(link, FileLink)
-    url = link.provenance_url or _integrity_url(link, vf.pin.name, str(vf.pin.version))
+    url = _provenance_url(vf)
     if url is None:
         return Unattested(link.filename, "the index serves no provenance")
     raw = fetch_provenance(session, url, timeout)
@@ -368,6 +368,22 @@ def _outcome_for(
             return Unattested(link.filename, raw.reason, served_by_index=True)
         return Rejected(link.filename, raw.reason)
     return verify_provenance(raw, link.filename, vf.sha256, expected, trust_root_dir)
+
+
+def _provenance_url(vf: VerifiedFile) -> str | None:
+    link = vf.pin.source
+    assert isinstance(link, FileLink)
+    return link.provenance_url or _integrity_url(link, vf.pin.name, str(vf.pin.version))
+
+
+def _verifier_installed() -> bool:
+    """Whether the verifier is there, without importing it (that costs more than a second)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("pypi_attestations") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def attestation_findings(
@@ -382,7 +398,9 @@ def attestation_findings(
     """Verify the provenance of every file to install and say what that means for each."""
     if not files:
         return []
-    if not verifier_available():
+    # The verifier is imported only when something may need it.
+    might_verify = expectations.active or any(_provenance_url(vf) is not None for vf in files)
+    if not (verifier_available() if might_verify else _verifier_installed()):
         if expectations.active:
             needed = sorted(n for n in {f.pin.name for f in files} if expectations.requires(n))
             if needed:

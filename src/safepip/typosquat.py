@@ -134,13 +134,26 @@ class PopularNames:
             self.rank.setdefault(canonicalize_name(name), len(self.rank) + 1)
         self._by_collapsed: dict[str, NormalizedName] = {}
         self._by_skeleton: dict[str, NormalizedName] = {}
+        # The delete index is built lazily, one collapsed length at a time: most names asked
+        # about are popular themselves and never need it, and a name of length L can only
+        # share a delete variant with a popular name of length L-2 .. L+2.
+        self._by_length: dict[int, list[tuple[str, NormalizedName]]] = {}
+        self._indexed_lengths: set[int] = set()
         self._by_delete: dict[str, list[NormalizedName]] = {}
         for name in self.rank:
             collapsed = _collapse(name)
             self._by_collapsed.setdefault(collapsed, name)
             self._by_skeleton.setdefault(_skeleton(name), name)
             if len(collapsed) >= MIN_LENGTH_ONE_EDIT:
-                depth = 2 if len(collapsed) >= MIN_LENGTH_TWO_EDITS else 1
+                self._by_length.setdefault(len(collapsed), []).append((collapsed, name))
+
+    def _index_lengths(self, lengths: Iterable[int]) -> None:
+        for length in lengths:
+            if length in self._indexed_lengths:
+                continue
+            self._indexed_lengths.add(length)
+            depth = 2 if length >= MIN_LENGTH_TWO_EDITS else 1
+            for collapsed, name in self._by_length.get(length, ()):
                 for variant in _deletes(collapsed, depth):
                     self._by_delete.setdefault(variant, []).append(name)
 
@@ -175,6 +188,7 @@ class PopularNames:
 
     def _edits(self, name: NormalizedName, collapsed: str) -> Iterable[Resemblance]:
         depth = 2 if len(collapsed) >= MIN_LENGTH_TWO_EDITS - 1 else 1
+        self._index_lengths(range(len(collapsed) - 2, len(collapsed) + 3))
         seen: set[NormalizedName] = set()
         for variant in _deletes(collapsed, depth):
             for popular in self._by_delete.get(variant, ()):

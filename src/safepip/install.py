@@ -87,7 +87,17 @@ def handoff_command(
         argv[argv.index("-r")] = "-r"
         reqs.write_text("".join(constraint_lines))
     argv += _passthrough_options(settings)
+    argv += _deferred_compile_options(settings, argv)
     return argv
+
+
+def _deferred_compile_options(settings: Settings, argv: Sequence[str]) -> list[str]:
+    """pip leaves bytecode to :mod:`safepip.bytecode`, which compiles in parallel afterwards."""
+    from safepip.bytecode import compiles_afterwards
+
+    if compiles_afterwards(settings) and "--no-compile" not in argv:
+        return ["--no-compile"]
+    return []
 
 
 def _passthrough_options(settings: Settings) -> list[str]:

@@ -15,6 +15,7 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from safepip.attest import check_files as check_attestations
+from safepip.bytecode import compile_installed
 from safepip.config import Settings
 from safepip.errors import PolicyRefusal, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download_all
@@ -255,6 +256,7 @@ def run(
             from safepip.install import run_handoff
 
             run_handoff(settings, target.executable, verified, environ)
+            compile_installed(settings, target.executable, verified, environ)
             installed = True
         return Outcome(plan=plan, installed=installed, report=report)
     finally:

@@ -161,6 +161,9 @@ class Index:
     project_status: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     # PEP 740 provenance objects by filename, served at /provenance/<filename> (api 1.3)
     provenance: dict[str, bytes] = field(default_factory=dict)
+    # PEP 708 metadata per project: the project page URLs it tracks, and its alternate locations
+    tracks: dict[str, list[str]] = field(default_factory=dict)
+    alternate_locations: dict[str, list[str]] = field(default_factory=dict)
 
     def add(
         self,
@@ -247,6 +250,10 @@ class Index:
         if project in self.project_status:
             status, reason = self.project_status[project]
             doc["project-status"] = {"status": status, **({"reason": reason} if reason else {})}
+        if project in self.tracks:
+            doc["meta"] = {**doc["meta"], "tracks": self.tracks[project]}  # type: ignore[dict-item]
+        if project in self.alternate_locations:
+            doc["alternate-locations"] = self.alternate_locations[project]
         return json.dumps(doc).encode()
 
     def html_page(self, project: str, base: str) -> bytes:
@@ -265,9 +272,17 @@ class Index:
             rows.append(
                 f'<a href="{base}/files/{f.filename}#sha256={f.sha256}"{attrs}>{f.filename}</a><br/>'
             )
+        meta = "".join(
+            f'<meta name="pypi:{key}" content="{html.escape(url)}">'
+            for key, urls in (
+                ("tracks", self.tracks.get(project, [])),
+                ("alternate-locations", self.alternate_locations.get(project, [])),
+            )
+            for url in urls
+        )
         return (
             '<!DOCTYPE html><html><head><meta name="pypi:repository-version" content="1.1">'
-            f"</head><body>{''.join(rows)}</body></html>"
+            f"{meta}</head><body>{''.join(rows)}</body></html>"
         ).encode()
 
 

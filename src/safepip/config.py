@@ -155,6 +155,12 @@ SAFEPIP_OPTIONS: dict[str, SafepipOption] = {
         False,
         "refuse any file without valid PEP 740 provenance from its publisher",
     ),
+    "--proceed-without-index": SafepipOption(
+        "--proceed-without-index",
+        True,
+        "go on without this index (policy name or URL) if it cannot be reached; projects it "
+        "owns may then come from another index",
+    ),
 }
 
 
@@ -228,6 +234,7 @@ def parse_pipeline_args(
     command: str, args: Sequence[str], environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Parse a pipeline command exactly as pip would, configuration files and ``PIP_*`` included."""
+    from safepip.indexpolicy import credentials_from_environment, name_sources, read_index_policy
     from safepip.policyfile import load_policy
     from safepip.reqs import read_requirements
 
@@ -252,6 +259,9 @@ def parse_pipeline_args(
 
     parsed = read_requirements(options, positional)
     sources, creds = _sources(parsed.index_urls, parsed.find_links)
+    index_policy = read_index_policy(policy)
+    sources = name_sources(sources, index_policy)
+    creds.extend(credentials_from_environment(index_policy, environ))
     trusted_hosts = frozenset(
         {*(getattr(options, "trusted_hosts", None) or ()), *parsed.trusted_hosts}
     )

@@ -353,6 +353,18 @@ class IndexClient:
         futures = [self._page_future(source, name) for source in self.sources]
         return [f.result() for f in futures]
 
+    def prefetch_from(self, name: NormalizedName, sources: Iterable[IndexSource]) -> None:
+        """Start fetching ``name`` from these sources only."""
+        for source in sources:
+            self._page_future(source, name)
+
+    def pages_from(
+        self, name: NormalizedName, sources: Sequence[IndexSource]
+    ) -> list[ProjectPage | IndexUnavailable]:
+        """The page of each of ``sources`` for ``name``, or why that source could not be reached."""
+        futures = [self._page_future(source, name) for source in sources]
+        return [_page_or_unreachable(fut) for fut in futures]
+
     def _page_future(self, source: IndexSource, name: NormalizedName) -> Future[ProjectPage]:
         key = (source.url, name)
         with self._lock:
@@ -511,3 +523,10 @@ class IndexClient:
             raise InvalidIndexPage(f"{url} is larger than {MAX_PAGE_BYTES} bytes")
         ctype = "application/vnd.pypi.simple.v1+json" if path.suffix == ".json" else "text/html"
         return _CachedResponse(path.read_bytes(), ctype, path.as_uri())
+
+
+def _page_or_unreachable(fut: Future[ProjectPage]) -> ProjectPage | IndexUnavailable:
+    try:
+        return fut.result()
+    except IndexUnavailable as exc:
+        return exc

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import platformdirs
-from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from safepip.attest import check_files as check_attestations
@@ -23,7 +22,7 @@ from safepip.gates import plan_findings
 from safepip.index import IndexClient, PageCache
 from safepip.models import FileLink, Finding, Plan, VerifiedFile
 from safepip.net import make_session
-from safepip.policy import merge_pages
+from safepip.precedence import IndexLinks
 from safepip.report import NullReporter, Reporter, build_report, describe_pins, write_report
 from safepip.resolve import ResolveOptions, resolve
 from safepip.target import Target, find_interpreter, probe_target
@@ -37,27 +36,6 @@ class Outcome:
     plan: Plan
     installed: bool
     report: Mapping[str, Any] | None = None
-
-
-class _IndexLinks:
-    """The resolver's view of the indexes: the files policy lets serve each project."""
-
-    def __init__(self, client: IndexClient, reporter: Reporter) -> None:
-        self.client = client
-        self.reporter = reporter
-        self.decisions: dict[str, dict[str, Any]] = {}
-
-    def links_for(self, name: NormalizedName) -> Sequence[FileLink]:
-        pages = self.client.project_pages(name)
-        links = merge_pages(pages)
-        self.decisions[name] = {
-            "indexes": [p.index_url for p in pages if p.files],
-            "rule": "merged: every configured source",
-        }
-        return links
-
-    def prefetch(self, names: Iterable[NormalizedName]) -> None:
-        self.client.prefetch(names)
 
 
 def cache_root(settings: Settings) -> Path | None:
@@ -212,7 +190,7 @@ def run(
     store = FileStore(root / "files" if root else None)
     client = IndexClient(session, settings.sources, cache=pages, timeout=settings.net.timeout)
     try:
-        links = _IndexLinks(client, reporter)
+        links = IndexLinks.for_settings(client, settings.policy, settings.extra, reporter)
         fetcher = MetadataFetcher(session, store, timeout=settings.net.timeout)
         options = _resolve_options(settings, target)
         plan = resolve(settings.requirements, settings.constraints, links, fetcher, options)

@@ -416,3 +416,23 @@ def test_policy_errors_are_usage_errors(trusted: dict[str, object], message: str
     with pytest.raises(ConfigError, match=message) as info:
         read_index_policy(_policy(trusted))
     assert "secret" not in info.value.render()
+
+
+def test_proceed_without_an_unknown_index_is_a_usage_error() -> None:
+    import requests
+
+    from safepip.errors import UsageError
+    from safepip.index import IndexClient
+    from safepip.precedence import IndexLinks
+    from safepip.report import RecordingReporter
+
+    client = IndexClient(requests.Session(), (PUBLIC, CORP))
+    try:
+        with pytest.raises(UsageError, match="--proceed-without-index crop"):
+            IndexLinks(client, POLICY, RecordingReporter(), ["crop"])
+        reporter = RecordingReporter()
+        warned = IndexPolicy(warnings=("a project policy tried something",))
+        IndexLinks(client, warned, reporter, ["corp", CORP.url])
+        assert reporter.messages == [("warning", "a project policy tried something")]
+    finally:
+        client.close()

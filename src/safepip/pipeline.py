@@ -197,7 +197,7 @@ def run(
         _check_require_hashes(settings, plan)
         findings: list[Finding] = []
         # Plan gates (on the chosen pins, before any file is downloaded) add their findings here.
-        findings.extend(plan_findings(settings, plan, client.project_pages, target.installed))
+        findings.extend(plan_findings(settings, plan, links.project_pages, target.installed))
         to_install = plan.to_install()
         for pin in plan.pins:
             if not pin.needs_install and pin.requested:

@@ -3,17 +3,19 @@ parallel, the decision of ``policy.decide`` applied, shown with -v and kept for 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from packaging.utils import NormalizedName
 
-from safepip.errors import IndexUnavailable, PolicyRefusal
+from safepip.errors import IndexUnavailable, PolicyRefusal, UsageError
 from safepip.index import IndexClient
 from safepip.indexpolicy import read_index_policy
-from safepip.models import FileLink, IndexSource
+from safepip.models import FileLink, IndexSource, ProjectPage
 from safepip.policy import (
     Allowed,
+    Decision,
     IndexPolicy,
     Refused,
     SourcePage,
@@ -44,7 +46,16 @@ class IndexLinks:
         self.reporter = reporter
         self.proceed_without = frozenset(proceed_without)
         self.decisions: dict[str, dict[str, Any]] = {}
+        self._decided: dict[NormalizedName, Decision] = {}
         self._skipped: set[str] = set()
+        self._lock = threading.Lock()
+        known = {s.url for s in client.sources} | {s.name for s in client.sources if s.name}
+        unknown = sorted(self.proceed_without - known)
+        if unknown:
+            raise UsageError(
+                f"{PROCEED_WITHOUT_INDEX} {unknown[0]}: no configured index has that name or URL",
+                hint="give a name from your policy's [indexes] tables, or the index URL as configured",
+            )
         for warning in policy.warnings:
             reporter.warning(warning)
 
@@ -68,6 +79,31 @@ class IndexLinks:
             self.client.prefetch_from(name, self._sources(name))
 
     def links_for(self, name: NormalizedName) -> Sequence[FileLink]:
+        decision = self._decision(name)
+        if isinstance(decision, Refused):
+            raise _refusal(decision)
+        return decision.links
+
+    def _decision(self, name: NormalizedName) -> Decision:
+        """Decided once per project (the resolver's look-ahead threads may ask at once)."""
+        with self._lock:
+            known = self._decided.get(name)
+        if known is not None:
+            return known
+        decision = decide(name, self._pages(name), self.policy)
+        with self._lock:
+            if name in self._decided:
+                return self._decided[name]
+            self._decided[name] = decision
+            self.decisions[name] = _decision_json(decision)
+        if isinstance(decision, Allowed):
+            self.reporter.detail(
+                f"{name}: from {', '.join(decision.indexes) or 'no index'} "
+                f"[{decision.rule}]: {decision.reason}"
+            )
+        return decision
+
+    def _pages(self, name: NormalizedName) -> list[SourcePage]:
         sources = self._sources(name)
         outcomes = self.client.pages_from(name, sources)
         pages: list[SourcePage] = []
@@ -76,15 +112,13 @@ class IndexLinks:
                 self._go_on_without(name, source, outcome)
             else:
                 pages.append(SourcePage(source, outcome))
-        decision = decide(name, pages, self.policy)
-        self.decisions[name] = _decision_json(decision)
-        if isinstance(decision, Refused):
-            raise _refusal(decision)
-        self.reporter.detail(
-            f"{name}: from {', '.join(decision.indexes) or 'no index'} "
-            f"[{decision.rule}]: {decision.reason}"
-        )
-        return decision.links
+        return pages
+
+    def project_pages(self, name: NormalizedName) -> list[ProjectPage]:
+        """The pages of the indexes policy lets ``name`` be looked up on (fetched once), for the
+        gates: a pinned project's name never goes to any other index."""
+        outcomes = self.client.pages_from(name, self._sources(name))
+        return [o for o in outcomes if isinstance(o, ProjectPage)]
 
     def _sources(self, name: NormalizedName) -> tuple[IndexSource, ...]:
         return tuple(
@@ -99,8 +133,10 @@ class IndexLinks:
         """Skip an unreachable index the user said to go on without; otherwise fail closed."""
         label = index_label(source)
         if label in self.proceed_without or source.url in self.proceed_without:
-            if source.url not in self._skipped:
+            with self._lock:
+                first = source.url not in self._skipped
                 self._skipped.add(source.url)
+            if first:
                 self.reporter.warning(
                     f"going on without the index {label}, which cannot be reached "
                     f"({outcome.message}); the projects it owns may come from elsewhere"

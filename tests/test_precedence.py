@@ -347,9 +347,11 @@ def test_project_policy_trying_to_loosen_is_ignored_with_a_warning(
     assert result.returncode == 0, result.stderr
     assert _planned(report) == {"acme-billing": "1.0"}
     assert _never_served(public, EVIL)
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    warnings = [
+        line for line in result.stderr.splitlines() if line.startswith("WARNING: project policy")
+    ]
     assert len(warnings) == 4, result.stderr
-    assert all("ignored" in w and "safepip.toml" in w for w in warnings)
+    assert all("ignored" in w and "cloned/safepip.toml" in w for w in warnings)
 
 
 def test_unreachable_specific_index_fails_closed_unless_told_to_go_on(

@@ -10,6 +10,7 @@ import html
 import io
 import json
 import os
+import ssl
 import tarfile
 import threading
 import urllib.parse
@@ -293,7 +294,12 @@ class IndexServer:
     replace the response for a path (fault injection). Every request is logged in ``requests``."""
 
     def __init__(
-        self, index: Index, *, format: str = "negotiate", range_requests: bool = True
+        self,
+        index: Index,
+        *,
+        format: str = "negotiate",
+        range_requests: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.index = index
         self.format = format
@@ -319,12 +325,18 @@ class IndexServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if ssl_context is not None:  # HTTPS: the handshake runs in each request's own thread
+            self.scheme = "https"
+            self.httpd.socket = ssl_context.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     @property
     def simple_url(self) -> str:

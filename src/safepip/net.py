@@ -114,7 +114,7 @@ class _OriginAuth(requests.auth.AuthBase):
         self, credentials: Iterable[tuple[str, str, str]], keyring: _Keyring, use_netrc: bool
     ) -> None:
         self._creds = [
-            (origin_of(u), urllib.parse.urlsplit(u).path, user, pw) for u, user, pw in credentials
+            (origin_of(u), urllib.parse.urlsplit(u).path, user, pw, u) for u, user, pw in credentials
         ]
         self._keyring = keyring
         self._use_netrc = use_netrc
@@ -123,15 +123,15 @@ class _OriginAuth(requests.auth.AuthBase):
         url = request.url or ""
         origin = origin_of(url)
         path = urllib.parse.urlsplit(url).path
-        best: tuple[int, str, str] | None = None
-        for cred_origin, prefix, user, pw in self._creds:
+        best: tuple[int, str, str, str] | None = None
+        for cred_origin, prefix, user, pw, index_url in self._creds:
             if cred_origin == origin and path.startswith(prefix.rstrip("/")):
                 if best is None or len(prefix) > best[0]:
-                    best = (len(prefix), user, pw)
+                    best = (len(prefix), user, pw, index_url)
         if best is not None:
-            _, user, pw = best
+            _, user, pw, index_url = best
             if user and not pw:
-                pw = self._keyring.password(url, user) or ""
+                pw = self._keyring.password(index_url, user) or ""
             request.prepare_auth((user, pw))
         elif self._use_netrc:
             netrc_auth = requests.utils.get_netrc_auth(url)
@@ -148,19 +148,27 @@ class _Keyring:
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], str | None] = {}
 
-    def password(self, url: str, user: str) -> str | None:
+    def password(self, index_url: str, user: str) -> str | None:
+        """As pip asks keyring: first for the index URL, then for its ``host[:port]``."""
         if self._provider in ("disabled", "import"):
             return None
         exe = shutil.which("keyring")
         if exe is None:
             return None
-        netloc = urllib.parse.urlsplit(url).hostname or ""
-        key = (netloc, user)
+        netloc = urllib.parse.urlsplit(index_url).netloc.rpartition("@")[2]
+        for service in (index_url, netloc):
+            found = self._lookup(exe, service, user)
+            if found:
+                return found
+        return None
+
+    def _lookup(self, exe: str, service: str, user: str) -> str | None:
+        key = (service, user)
         with self._lock:
             if key not in self._cache:
                 try:
                     out = subprocess.run(
-                        [exe, "get", netloc, user],
+                        [exe, "get", service, user],
                         capture_output=True,
                         text=True,
                         timeout=30,

@@ -114,7 +114,8 @@ class _OriginAuth(requests.auth.AuthBase):
         self, credentials: Iterable[tuple[str, str, str]], keyring: _Keyring, use_netrc: bool
     ) -> None:
         self._creds = [
-            (origin_of(u), urllib.parse.urlsplit(u).path, user, pw, u) for u, user, pw in credentials
+            (origin_of(u), urllib.parse.urlsplit(u).path, user, pw, u)
+            for u, user, pw in credentials
         ]
         self._keyring = keyring
         self._use_netrc = use_netrc

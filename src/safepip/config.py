@@ -150,6 +150,7 @@ class SafepipOption:
 # Stage modules add their own options here; values end up in ``Settings.extra``.
 SAFEPIP_OPTIONS: dict[str, SafepipOption] = {
     "--policy": SafepipOption("--policy", True, "a safepip policy file (TOML)"),
+    "--sbom": SafepipOption("--sbom", True, "write a CycloneDX JSON SBOM of the plan to FILE"),
     "--require-attestations": SafepipOption(
         "--require-attestations",
         False,

@@ -12,8 +12,19 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
+from packaging.version import InvalidVersion, Version
 
+from safepip.advisories import AdvisoryDB
 from safepip.config import Settings
+from safepip.cooldown import (
+    CooldownLinks,
+    CooldownPolicy,
+    FixesFor,
+    LinkSource,
+    cooldown_findings,
+    cooldown_policy,
+    pinned_names,
+)
 from safepip.models import FileLink, Finding, IndexSource, InstalledDist, Pin, Plan, ProjectPage
 from safepip.status import status_findings
 from safepip.typosquat import (
@@ -24,14 +35,16 @@ from safepip.typosquat import (
     typosquat_policy,
 )
 from safepip.vulnerabilities import (
+    VulnerabilityPolicy,
     database_finding,
+    decide,
     missing_database_finding,
     open_database,
     vulnerability_findings,
     vulnerability_policy,
 )
 
-__all__ = ["plan_findings", "project_facts", "source_of"]
+__all__ = ["plan_findings", "project_facts", "source_of", "with_cooldown"]
 
 PagesFor = Callable[[NormalizedName], Sequence[ProjectPage]]
 
@@ -124,8 +137,65 @@ def plan_findings(
     for pin in plan.to_install():
         found.extend(status_findings(pin, pages_for(pin.name)))
     found.extend(typosquat_findings(settings, plan, pages_for, installed, now))
+    policy = _cooldown_policy(settings)
+    found.extend(
+        cooldown_findings(plan.to_install(), policy, settings.sources, _fixes_for(settings), now)
+    )
     found.extend(advisory_findings(settings, plan))
     return found
+
+
+def _cooldown_policy(settings: Settings) -> CooldownPolicy:
+    return cooldown_policy(
+        settings.policy.section("cooldown"), settings.policy.project_section("cooldown")
+    )
+
+
+def _vulnerability_policy(settings: Settings) -> VulnerabilityPolicy:
+    return vulnerability_policy(
+        settings.policy.section("advisories"), settings.policy.project_section("advisories")
+    )
+
+
+def _fixes_for(settings: Settings) -> FixesFor:
+    """For each project, the releases that fix a vulnerability the gate would refuse."""
+    policy = _vulnerability_policy(settings)
+    loaded: list[AdvisoryDB | None] = []
+
+    def fixes(name: NormalizedName) -> Mapping[Version, str]:
+        if not loaded:
+            loaded.append(open_database(policy))
+        db = loaded[0]
+        if db is None:
+            return {}
+        blocking = [a for a in db.advisories(name) if decide(a, policy) == "refuse"]
+        out: dict[Version, str] = {}
+        for advisory in blocking:
+            for fixed in advisory.fixed_versions:
+                try:
+                    version = Version(fixed)
+                except InvalidVersion:
+                    continue
+                if not any(b.affects(version) for b in blocking):
+                    out.setdefault(version, advisory.id)
+        return out
+
+    return fixes
+
+
+def with_cooldown(settings: Settings, links: LinkSource) -> LinkSource:
+    """The resolver's links, less releases younger than the policy's min-release-age."""
+    policy = _cooldown_policy(settings)
+    if not policy.active:
+        return links
+    return CooldownLinks(
+        links,
+        policy,
+        settings.sources,
+        pinned_names((*settings.requirements, *settings.constraints)),
+        _fixes_for(settings),
+        datetime.datetime.now(datetime.timezone.utc),
+    )
 
 
 def advisory_findings(settings: Settings, plan: Plan) -> list[Finding]:
@@ -133,9 +203,7 @@ def advisory_findings(settings: Settings, plan: Plan) -> list[Finding]:
     pins = [(p.name, p.version) for p in plan.to_install()]
     if not pins:
         return []
-    policy = vulnerability_policy(
-        settings.policy.section("advisories"), settings.policy.project_section("advisories")
-    )
+    policy = _vulnerability_policy(settings)
     db = open_database(policy)
     if db is None:
         return [missing_database_finding()]

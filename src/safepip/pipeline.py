@@ -18,13 +18,14 @@ from safepip.bytecode import compile_installed
 from safepip.config import Settings
 from safepip.errors import PolicyRefusal, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download_all
-from safepip.gates import plan_findings
+from safepip.gates import plan_findings, with_cooldown
 from safepip.index import IndexClient, PageCache
 from safepip.models import FileLink, Finding, Plan, VerifiedFile
 from safepip.net import make_session
 from safepip.precedence import IndexLinks
 from safepip.report import NullReporter, Reporter, build_report, describe_pins, write_report
 from safepip.resolve import ResolveOptions, resolve
+from safepip.sbom import write_sbom_if_asked
 from safepip.target import Target, find_interpreter, probe_target
 from safepip.verify import verify_wheel
 
@@ -193,7 +194,13 @@ def run(
         links = IndexLinks.for_settings(client, settings.policy, settings.extra, reporter)
         fetcher = MetadataFetcher(session, store, timeout=settings.net.timeout)
         options = _resolve_options(settings, target)
-        plan = resolve(settings.requirements, settings.constraints, links, fetcher, options)
+        plan = resolve(
+            settings.requirements,
+            settings.constraints,
+            with_cooldown(settings, links),
+            fetcher,
+            options,
+        )
         _check_require_hashes(settings, plan)
         findings: list[Finding] = []
         # Plan gates (on the chosen pins, before any file is downloaded) add their findings here.
@@ -236,6 +243,7 @@ def run(
             run_handoff(settings, target.executable, verified, environ)
             compile_installed(settings, target.executable, verified, environ)
             installed = True
+        write_sbom_if_asked(settings.extra, plan, hashes_by_name, settings.sources)
         return Outcome(plan=plan, installed=installed, report=report)
     finally:
         client.close()

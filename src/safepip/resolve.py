@@ -24,6 +24,7 @@ from packaging.version import InvalidVersion, Version
 from resolvelib import BaseReporter, ResolutionImpossible, ResolutionTooDeep, Resolver
 from resolvelib.providers import AbstractProvider
 
+from safepip.cooldown import check_upload_time_known
 from safepip.errors import PolicyRefusal, ResolutionFailed, SafepipError
 from safepip.models import (
     AlreadyInstalled,
@@ -477,9 +478,17 @@ class Provider(AbstractProvider):  # type: ignore[misc]
                     return None
             else:
                 sname, version = parse_sdist_filename(link.filename)
-                if sname != name or not self.options.allows_source(name):
+                if sname != name:
                     return None
         except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+            return None
+        # pip checks the upload time here: after the wheel checks, before the others.
+        cutoff = self.options.uploaded_prior_to
+        if cutoff is not None and not link.url.startswith("file:"):
+            check_upload_time_known(link)
+            if link.upload_time is not None and link.upload_time >= cutoff:
+                return None
+        if not link.is_wheel and not self.options.allows_source(name):
             return None
         if link.requires_python and not self.options.ignore_requires_python:
             try:
@@ -489,10 +498,6 @@ class Provider(AbstractProvider):  # type: ignore[misc]
                     return None
             except InvalidSpecifier:
                 pass
-        cutoff = self.options.uploaded_prior_to
-        if cutoff is not None and not link.url.startswith("file:"):
-            if link.upload_time is None or link.upload_time >= cutoff:
-                return None
         return version
 
     def _best_link(self, links: Sequence[FileLink]) -> FileLink:

@@ -144,12 +144,25 @@ def safepip_cache_dir() -> Path:
 
 def open_database(policy: VulnerabilityPolicy) -> AdvisoryDB | None:
     """The policy's database, or the one in safepip's cache, or ``None`` when there is none."""
-    if policy.database:
-        return load_database(Path(policy.database).expanduser())
-    path = database_path(safepip_cache_dir())
-    if not path.is_file():
+    path = (
+        Path(policy.database).expanduser()
+        if policy.database
+        else database_path(safepip_cache_dir())
+    )
+    if not policy.database and not path.is_file():
         return None
-    return load_database(path)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    key = (str(path), stamp)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_database(path)
+    return _LOADED[key]
+
+
+_LOADED: dict[tuple[str, int], AdvisoryDB] = {}
 
 
 def missing_database_finding() -> Finding:

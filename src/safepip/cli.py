@@ -97,6 +97,18 @@ def _run_pipeline(command: str, args: Sequence[str]) -> int:
     return ExitStatus.OK
 
 
+def _already_satisfied(args: Sequence[str]) -> bool:
+    """The no-op fast path: nothing to install, found without pip, its parser or the network."""
+    from safepip.noop import already_satisfied
+
+    satisfied = already_satisfied(args, os.environ)
+    if satisfied is None:
+        return False
+    if satisfied.verbosity >= 0:
+        print("\n".join(satisfied.messages()))
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -110,14 +122,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: list[str]) -> int:
-    from safepip.config import PASSTHROUGH_COMMANDS, PIPELINE_COMMANDS, split_command
-
     if args and args[0] in ("--version", "-V"):
         print(_version_text())
         return ExitStatus.OK
     if not args or args[0] in ("-h", "--help"):
         print(_HELP, end="")
         return ExitStatus.OK
+    if args[0] == "install" and _already_satisfied(args[1:]):
+        return ExitStatus.OK
+    from safepip.config import PASSTHROUGH_COMMANDS, PIPELINE_COMMANDS, split_command
+
     command, rest = split_command(args)
     if command is None:
         if "--version" in args or "-V" in args:

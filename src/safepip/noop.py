@@ -1,0 +1,406 @@
+"""The no-op fast path: an ``install`` the target environment already satisfies, recognised
+without pip's parser, the network or pip.
+
+It understands a strict subset of pip's syntax (plain options, requirement files of
+``name<spec> [; marker] [--hash=...]`` lines) and pip's configuration files with keys that
+cannot change what gets installed where. Anything else, or any doubt, returns ``None`` and the
+run goes the full way, which decides exactly as before."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+__all__ = ["Satisfied", "already_satisfied"]
+
+# Options (and pip.conf keys / PIP_* variables) that change neither what is installed nor where.
+_FLAGS = frozenset(
+    {
+        "--require-hashes",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--isolated",
+        "--no-compile",
+        "--compile",
+        "--prefer-binary",
+        "--no-warn-script-location",
+        "--no-warn-conflicts",
+        "--no-cache-dir",
+        "--no-index",
+    }
+)
+_VALUED = frozenset(
+    {
+        "--cache-dir",
+        "--progress-bar",
+        "--timeout",
+        "--retries",
+        "--cert",
+        "--client-cert",
+        "--proxy",
+        "--only-binary",
+        "--root-user-action",
+        "--keyring-provider",
+    }
+)
+_INDEXES = frozenset({"-i", "--index-url", "--extra-index-url", "-f", "--find-links"})
+_CONFIG_KEYS = frozenset(
+    {o.lstrip("-") for o in _FLAGS | _VALUED | _INDEXES if o.startswith("--")}
+    | {"default-timeout", "no-index"}
+)
+_ENV_ALLOWED = frozenset(
+    {"PIP_CONFIG_FILE", "PIP_PYTHON"} | {"PIP_" + k.upper().replace("-", "_") for k in _CONFIG_KEYS}
+)
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+_HASH = re.compile(r"(sha256|sha384|sha512):[0-9a-fA-F]+")
+_LOOPBACK = ("localhost", "127.", "::1", "[::1]")
+
+_PROBE = r"""
+import sys
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+import json, os, platform, sysconfig, importlib.metadata as md
+def fmt(v):
+    s = "%d.%d.%d" % (v.major, v.minor, v.micro)
+    if v.releaselevel != "final":
+        s += v.releaselevel[0] + str(v.serial)
+    return s
+markers = {
+    "implementation_name": sys.implementation.name,
+    "implementation_version": fmt(sys.implementation.version),
+    "os_name": os.name,
+    "platform_machine": platform.machine(),
+    "platform_release": platform.release(),
+    "platform_system": platform.system(),
+    "platform_version": platform.version(),
+    "python_full_version": platform.python_version(),
+    "platform_python_implementation": platform.python_implementation(),
+    "python_version": ".".join(platform.python_version_tuple()[:2]),
+    "sys_platform": sys.platform,
+}
+dists = {}
+for d in md.distributions():
+    name = d.metadata["Name"]
+    if not name or name.lower() in dists:
+        continue
+    direct = d.read_text("direct_url.json")
+    dists[name.lower()] = [name, d.metadata["Version"] or "", d.requires or [], bool(direct)]
+json.dump({
+    "prefix": sys.prefix,
+    "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+    "stdlib": sysconfig.get_paths().get("stdlib", ""),
+    "markers": markers,
+    "dists": list(dists.values()),
+}, sys.stdout)
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Satisfied:
+    """The requested projects, each already installed at a version that satisfies it."""
+
+    requested: tuple[tuple[NormalizedName, Version], ...]
+    verbosity: int
+
+    def messages(self) -> list[str]:
+        return [f"Requirement already satisfied: {n}=={v}" for n, v in self.requested]
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    requirement: Requirement
+    hashes: tuple[str, ...]
+
+
+@dataclass
+class _Request:
+    lines: list[_Line]
+    python: str | None = None
+    verbosity: int = 0
+    require_hashes: bool = False
+
+
+class _NotSimple(Exception):
+    """The request is outside the subset this module understands."""
+
+
+def already_satisfied(args: Sequence[str], environ: Mapping[str, str]) -> Satisfied | None:
+    """``Satisfied`` when ``install args`` would install nothing, else ``None`` (go the full way)."""
+    try:
+        request = _parse_args(args, environ)
+        _check_environment(environ)
+        return _satisfied(request, environ)
+    except Exception:  # any doubt (errors included): the full way decides, and reports
+        return None
+
+
+# --- the command line and requirement files -------------------------------------------------
+
+
+def _parse_args(args: Sequence[str], environ: Mapping[str, str]) -> _Request:
+    request = _Request(lines=[], python=environ.get("PIP_PYTHON") or None)
+    it = iter(args)
+    for arg in it:
+        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if arg in ("-q", "-qq", "-qqq", "--quiet"):
+            request.verbosity -= 1 if arg == "--quiet" else len(arg) - 1
+        elif arg in ("-v", "-vv", "-vvv", "--verbose"):
+            request.verbosity += 1 if arg == "--verbose" else len(arg) - 1
+        elif name in _FLAGS and not eq:
+            request.require_hashes |= name == "--require-hashes"
+        elif name in _VALUED or name in _INDEXES or name in ("--python", "-r", "--requirement"):
+            value = inline if eq else next(it, None)
+            if value is None:
+                raise _NotSimple()
+            if name in _INDEXES:
+                _check_secure(value)
+            elif name == "--python":
+                request.python = value
+            elif name in ("-r", "--requirement"):
+                request.lines.extend(_read_requirement_file(Path(value)))
+        elif arg.startswith("-r") and len(arg) > 2:
+            request.lines.extend(_read_requirement_file(Path(arg[2:])))
+        elif arg.startswith("-") or "/" in arg or arg.startswith("."):
+            raise _NotSimple()
+        else:
+            request.lines.append(_Line(_requirement(arg), ()))
+    if not request.lines:
+        raise _NotSimple()
+    return request
+
+
+def _requirement(text: str) -> Requirement:
+    try:
+        req = Requirement(text)
+    except InvalidRequirement:
+        raise _NotSimple() from None
+    if req.url:
+        raise _NotSimple()
+    return req
+
+
+def _logical_lines(text: str) -> Iterator[str]:
+    pending = ""
+    for raw in text.splitlines():
+        line = _COMMENT.sub("", raw)
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = (pending + line).strip(), ""
+        if line:
+            yield line
+    if pending.strip():
+        yield pending.strip()
+
+
+def _read_requirement_file(path: Path) -> list[_Line]:
+    text = path.read_text(encoding="utf-8")
+    if "${" in text:
+        raise _NotSimple()  # environment variables: pip's parser expands them
+    lines = []
+    for line in _logical_lines(text):
+        if line.startswith("-"):
+            raise _NotSimple()  # options in the file: pip's parser gives them their scope
+        spec, _, options = line.partition(" --")
+        hashes: list[str] = []
+        for option in ("--" + options).split() if options else ():
+            if not option.startswith("--hash="):
+                raise _NotSimple()
+            digest = option.removeprefix("--hash=")
+            if not _HASH.fullmatch(digest):
+                raise _NotSimple()  # pip's parser says what is wrong with it
+            hashes.append(digest)
+        lines.append(_Line(_requirement(spec), tuple(hashes)))
+    return lines
+
+
+def _check_secure(url: str) -> None:
+    """Plain HTTP (but to loopback) is refused on the full way: leave it to say so."""
+    parts = urllib.parse.urlsplit(url)
+    if "://" not in url or parts.scheme in ("https", "file"):
+        return
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "http" and host.startswith(_LOOPBACK):
+        return
+    raise _NotSimple()
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def _check_environment(environ: Mapping[str, str]) -> None:
+    for key, value in environ.items():
+        if key.startswith("PIP_") and key not in _ENV_ALLOWED:
+            raise _NotSimple()
+        if key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"):
+            for url in value.split():
+                _check_secure(url)
+    for path in _pip_config_files(environ):
+        _check_config_file(path)
+    from safepip.policyfile import load_policy
+
+    load_policy(environ)  # a broken policy file is reported on the full way
+
+
+def _pip_config_files(environ: Mapping[str, str]) -> list[Path]:
+    """The files pip's own configuration loader reads, in its order."""
+    files: list[Path] = []
+    env_file = environ.get("PIP_CONFIG_FILE")
+    if env_file and env_file != os.devnull:
+        files.append(Path(env_file))
+    xdg_dirs = environ.get("XDG_CONFIG_DIRS") or "/etc/xdg"
+    files += [Path(d, "pip", "pip.conf") for d in xdg_dirs.split(os.pathsep) if d]
+    files.append(Path("/etc/pip.conf"))
+    isolated = environ.get("PIP_ISOLATED", "").lower() in ("1", "true", "yes", "on")
+    if not isolated and not (env_file and os.path.exists(env_file)):
+        home = Path(environ.get("HOME") or Path.home())
+        config_home = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
+        files += [config_home / "pip" / "pip.conf", home / ".pip" / "pip.conf"]
+    files.append(Path(sys.prefix, "pip.conf"))
+    return [f for f in files if f.is_file()]
+
+
+def _check_config_file(path: Path) -> None:
+    parser = configparser.RawConfigParser()
+    parser.read(path, encoding="utf-8")
+    for section in ("global", "install"):
+        if not parser.has_section(section):
+            continue
+        for key, value in parser.items(section):
+            if key not in _CONFIG_KEYS:
+                raise _NotSimple()
+            if key in ("index-url", "extra-index-url", "find-links"):
+                for url in value.split():
+                    _check_secure(url)
+
+
+# --- the target -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Installed:
+    version: Version
+    requires: tuple[str, ...]
+    direct: bool
+
+
+def _satisfied(request: _Request, environ: Mapping[str, str]) -> Satisfied | None:
+    hashed = request.require_hashes or any(line.hashes for line in request.lines)
+    if hashed and not all(_pinned_with_hash(line) for line in request.lines):
+        raise _NotSimple()  # the full way explains what --require-hashes needs
+    from safepip.target import find_interpreter
+
+    python, explicit = find_interpreter(request.python, environ)
+    probe = _probe(python)
+    own = {Path(sys.prefix).resolve(), Path(sys.exec_prefix).resolve()}
+    if not explicit and Path(str(probe["prefix"])).resolve() in own:
+        raise _NotSimple()  # refused on the full way: the target is safepip's own environment
+    if (
+        probe["prefix"] == probe["base_prefix"]
+        and Path(probe["stdlib"], "EXTERNALLY-MANAGED").is_file()
+    ):
+        raise _NotSimple()  # refused on the full way, as pip refuses
+    installed = _installed(probe["dists"])
+    markers: dict[str, str] = dict(probe["markers"])
+    requested: list[tuple[NormalizedName, Version]] = []
+    pending: list[Requirement] = []
+    for line in request.lines:
+        req = line.requirement
+        if req.marker is not None and not _holds(req.marker, markers, frozenset()):
+            continue
+        name = canonicalize_name(req.name)
+        dist = installed.get(name)
+        if dist is None:
+            return None
+        requested.append((name, dist.version))
+        pending.append(req)
+    if not _closure_satisfied(pending, installed, markers):
+        return None
+    return Satisfied(requested=tuple(requested), verbosity=request.verbosity)
+
+
+def _pinned_with_hash(line: _Line) -> bool:
+    specs = list(line.requirement.specifier)
+    return (
+        bool(line.hashes)
+        and len(specs) == 1
+        and specs[0].operator in ("==", "===")
+        and "*" not in specs[0].version
+    )
+
+
+def _closure_satisfied(
+    pending: list[Requirement],
+    installed: Mapping[NormalizedName, _Installed],
+    markers: Mapping[str, str],
+) -> bool:
+    """Every requirement, and every dependency of what satisfies it, is satisfied."""
+    seen: set[tuple[NormalizedName, frozenset[str]]] = set()
+    while pending:
+        req = pending.pop()
+        if req.url:
+            return False
+        name = canonicalize_name(req.name)
+        dist = installed.get(name)
+        if dist is None or dist.direct:
+            return False
+        if not req.specifier.contains(dist.version, prereleases=True):
+            return False
+        extras = frozenset(canonicalize_name(e) for e in req.extras)
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        for text in dist.requires:
+            dep = Requirement(text)
+            if dep.marker is None or _holds(dep.marker, markers, extras):
+                pending.append(dep)
+    return True
+
+
+def _holds(marker: Marker, markers: Mapping[str, str], extras: frozenset[str]) -> bool:
+    return any(marker.evaluate({**markers, "extra": e}) for e in ("", *extras))
+
+
+def _probe(python: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run(
+        [python, "-E", "-c", _PROBE],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise _NotSimple()
+    data = json.loads(proc.stdout)
+    if not isinstance(data, dict):
+        raise _NotSimple()
+    return data
+
+
+def _installed(raw: object) -> dict[NormalizedName, _Installed]:
+    out: dict[NormalizedName, _Installed] = {}
+    if not isinstance(raw, list):
+        raise _NotSimple()
+    for name, version, requires, direct in raw:
+        try:
+            parsed = Version(str(version))
+        except InvalidVersion:
+            continue
+        out[canonicalize_name(str(name))] = _Installed(
+            parsed, tuple(str(r) for r in requires), bool(direct)
+        )
+    return out

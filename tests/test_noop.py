@@ -1,0 +1,114 @@
+"""The no-op fast path: nothing asked of the network or pip when the target already satisfies
+the request, and the full way for anything it does not understand."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_safepip
+from tests.kit import Index, IndexServer
+
+
+def _index(index: Index) -> None:
+    index.wheel("app", "1.0", requires=["lib>=1", "extra-dep; extra == 'fast'"], extras=["fast"])
+    index.wheel("lib", "1.5")
+    index.wheel("extra-dep", "1.0")
+
+
+def _install(server: IndexServer, venv: Path, *args: str) -> str:
+    result = run_safepip(
+        "install", "--python", str(venv / "bin/python"), "-i", server.simple_url, *args
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _lock(index: Index, path: Path, *names: str) -> Path:
+    lines = []
+    for filename in names:
+        f = index.find(filename)
+        assert f is not None
+        name, version = filename.split("-")[:2]
+        lines.append(
+            f"{name}=={version} \\\n    --hash=sha256:{hashlib.sha256(f.data).hexdigest()}"
+        )
+    path.write_text("# a hashed lock\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_satisfied_hashed_lock_asks_nothing(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
+) -> None:
+    _index(index)
+    _install(server, target_venv, "app==1.0")
+    lock = _lock(
+        index, tmp_path / "lock.txt", "app-1.0-py3-none-any.whl", "lib-1.5-py3-none-any.whl"
+    )
+    server.requests.clear()
+    out = _install(server, target_venv, "--require-hashes", "-r", str(lock))
+    assert server.requests == []
+    assert "Requirement already satisfied: app==1.0" in out
+    assert "Requirement already satisfied: lib==1.5" in out
+
+
+def test_satisfied_requirement_with_extras(
+    index: Index, server: IndexServer, target_venv: Path
+) -> None:
+    _index(index)
+    _install(server, target_venv, "app[fast]")
+    server.requests.clear()
+    out = _install(server, target_venv, "-q", "app[fast]>=1")
+    assert server.requests == []
+    assert out == ""
+
+
+def test_missing_dependency_goes_the_full_way(
+    index: Index, server: IndexServer, target_venv: Path
+) -> None:
+    _index(index)
+    _install(server, target_venv, "app")
+    server.requests.clear()
+    # extra-dep is not installed: the fast path cannot say the request is satisfied.
+    _install(server, target_venv, "app[fast]")
+    assert server.requests
+    assert list(next((target_venv / "lib").glob("python*/site-packages")).glob("extra_dep-1.0*"))
+
+
+@pytest.mark.parametrize(
+    "args, config, refused",
+    [
+        (["--upgrade", "app"], None, False),
+        (["app"], "[install]\nuser = false\n", False),
+        (["app"], "[global]\nextra-index-url = http://example.invalid/simple/\n", True),
+    ],
+)
+def test_anything_unknown_goes_the_full_way(
+    index: Index,
+    server: IndexServer,
+    target_venv: Path,
+    tmp_path: Path,
+    args: list[str],
+    config: str | None,
+    refused: bool,
+) -> None:
+    _index(index)
+    _install(server, target_venv, "app")
+    env = dict(os.environ)
+    if config is not None:
+        conf = tmp_path / "pip.conf"
+        conf.write_text(config)
+        env["PIP_CONFIG_FILE"] = str(conf)
+    server.requests.clear()
+    python = str(target_venv / "bin/python")
+    result = run_safepip("install", "--python", python, "-i", server.simple_url, *args, env=env)
+    if refused:
+        # The full way refuses a plain-HTTP index, no-op or not; the fast path must not hide it.
+        assert result.returncode == 3, result.stderr
+        assert "insecure-index" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert server.requests, "the full way was not taken"

@@ -43,14 +43,16 @@ class Listed:
 
     filename: str
     content: str = ""
+    algorithm: str = "sha256"  # what the index says of the file (an md5-only index, say)
 
     def link(self, source: IndexSource) -> FileLink:
         content = self.content or f"{source.url}:{self.filename}"
+        digest = hashlib.new(self.algorithm, content.encode()).hexdigest()
         return FileLink(
             filename=self.filename,
             url=source.url + "files/" + self.filename,
             index_url=source.url,
-            hashes=Hashes.from_mapping({"sha256": _sha(content)}),
+            hashes=Hashes.from_mapping({self.algorithm: digest}),
         )
 
 
@@ -76,8 +78,10 @@ def _pages(
     ]
 
 
-def W(name: str, version: str, content: str = "", tag: str = "py3-none-any") -> Listed:
-    return Listed(f"{name.replace('-', '_')}-{version}-{tag}.whl", content)
+def W(
+    name: str, version: str, content: str = "", tag: str = "py3-none-any", algorithm: str = "sha256"
+) -> Listed:
+    return Listed(f"{name.replace('-', '_')}-{version}-{tag}.whl", content, algorithm)
 
 
 POLICY = IndexPolicy(
@@ -168,6 +172,28 @@ CASES = [
             CORP: [W("acme-billing", "1.0"), W("acme-billing", "99.0", "evil")],
         },
         "confusion-signature",
+    ),
+    Case(
+        "virtual repository on an md5-only index: the public filename gives the copy away",
+        "acme-billing",
+        {
+            PUBLIC: [W("acme-billing", "99.0", "evil")],
+            CORP: [
+                W("acme-billing", "1.0", algorithm="md5"),
+                W("acme-billing", "99.0", "evil", algorithm="md5"),
+            ],
+        },
+        "confusion-signature",
+    ),
+    Case(
+        "md5-only vendor re-hosting public wheels: merged by filename",
+        "numpyish",
+        {
+            PUBLIC: [W("numpyish", "1.26", "n126"), W("numpyish", "2.0", "n2")],
+            VENDOR: [W("numpyish", "1.26", "n126", algorithm="md5")],
+        },
+        "mirror-merged",
+        ("pypi:numpyish-1.26-py3-none-any.whl", "pypi:numpyish-2.0-py3-none-any.whl"),
     ),
     Case(
         "two specific indexes with different files",
@@ -319,6 +345,8 @@ def test_pinned_project_is_looked_up_only_on_its_index() -> None:
     )
     assert sources_to_look_up(canonicalize_name("acme-billing"), sources, policy) == (CORP,)
     assert sources_to_look_up(canonicalize_name("torch"), sources, policy) == (VENDOR,)
+    by_url = IndexPolicy(pins=(IndexPin("acme-*", "HTTPS://corp.invalid/simple"),))
+    assert sources_to_look_up(canonicalize_name("acme-x"), sources, by_url) == (CORP,)
     # an explicit index serves only the projects pinned to it
     assert sources_to_look_up(canonicalize_name("numpy"), sources, policy) == (PUBLIC, CORP)
 
@@ -436,3 +464,11 @@ def test_proceed_without_an_unknown_index_is_a_usage_error() -> None:
         assert reporter.messages == [("warning", "a project policy tried something")]
     finally:
         client.close()
+
+
+def test_index_credentials_come_from_the_environment() -> None:
+    from safepip.indexpolicy import credentials_from_environment
+
+    policy = IndexPolicy(indexes=(IndexDeclaration("corp-eu", CORP.url), POLICY.indexes[1]))
+    environ = {"SAFEPIP_INDEX_CORP_EU_USERNAME": "ci", "SAFEPIP_INDEX_CORP_EU_PASSWORD": "tok"}
+    assert credentials_from_environment(policy, environ) == [(CORP.url, "ci", "tok")]

@@ -4,7 +4,7 @@ PEP 708, and the refusals for dependency confusion. No I/O: pages and policy in,
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from packaging.specifiers import SpecifierSet
@@ -203,12 +203,16 @@ def sources_to_look_up(
     index but the explicit ones (they serve only the projects pinned to them)."""
     pin = policy.pin_for(name)
     if pin is not None:
-        return tuple(s for s in sources if pin.index in (s.name, s.url))
+        return tuple(s for s in sources if pin.index == s.name or _same_url(pin.index, s.url))
     return tuple(s for s in sources if not policy.is_explicit(s))
 
 
 def _page_url(source: IndexSource, name: str) -> str:
     return _norm_url(source.url.rstrip("/") + "/" + name + "/")
+
+
+def _same_url(a: str, b: str) -> bool:
+    return "://" in a and _norm_url(a) == _norm_url(b)
 
 
 def _norm_url(url: str) -> str:
@@ -301,6 +305,19 @@ def _tracks_public(name: str, sp: SourcePage, public: Sequence[SourcePage]) -> b
     return any(_page_url(p.source, name) in tracked for p in public)
 
 
+def _public_copy_test(public: Sequence[SourcePage]) -> Callable[[FileLink], bool]:
+    """Whether a file is a copy of a public file: the same sha256 or, when its index does not
+    say its sha256 (an md5-only private index), the same filename, since a public filename is
+    never reused for other bytes."""
+    digests = {f.sha256 for sp in public for f in sp.page.files if f.sha256}
+    filenames = {f.filename for sp in public for f in sp.page.files}
+
+    def is_copy(link: FileLink) -> bool:
+        return link.sha256 in digests if link.sha256 else link.filename in filenames
+
+    return is_copy
+
+
 @dataclass(frozen=True, slots=True)
 class _Owner:
     sp: SourcePage
@@ -315,7 +332,7 @@ def _by_ownership(
     policy: IndexPolicy,
 ) -> Decision:
     public = [sp for sp in listing if sp.source.public]
-    public_sha = {f.sha256 for sp in public for f in sp.page.files if f.sha256}
+    is_copy = _public_copy_test(public)
     owners: list[_Owner] = []
     mirrors: list[SourcePage] = []
     tracking: list[SourcePage] = []
@@ -325,8 +342,8 @@ def _by_ownership(
         if _tracks_public(name, sp, public):
             tracking.append(sp)
             continue
-        own = tuple(f for f in sp.page.files if not f.sha256 or f.sha256 not in public_sha)
-        copies = tuple(f for f in sp.page.files if f.sha256 and f.sha256 in public_sha)
+        own = tuple(f for f in sp.page.files if not is_copy(f))
+        copies = tuple(f for f in sp.page.files if is_copy(f))
         if own:
             owners.append(_Owner(sp, own, copies))
         else:

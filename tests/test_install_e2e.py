@@ -190,16 +190,24 @@ def test_yanked_only_with_exact_pin(index: Index, server: IndexServer, target_ve
     assert "leaf-0.2" in r.stdout
 
 
-def test_sdist_only_is_refused_without_building(
+def test_sdist_is_refused_without_a_working_sandbox(
     index: Index, server: IndexServer, target_venv: Path
 ) -> None:
     marker = target_venv.parent / "built"
     index.sdist("srconly", "1.0", setup_py=f"open({str(marker)!r}, 'w').write('ran')\n")
+    env = dict(os.environ, SAFEPIP_SANDBOX_BACKEND="sandbox-exec")  # never works on Linux
     r = run_safepip(
-        "--python", str(target_venv / "bin/python"), "install", "-i", server.simple_url, "srconly"
+        "--python",
+        str(target_venv / "bin/python"),
+        "install",
+        "-i",
+        server.simple_url,
+        "srconly",
+        env=env,
     )
     assert r.returncode == 3, r.stderr
-    assert "build-refused" in r.stderr and "Traceback" not in r.stderr
+    assert "no-sandbox" in r.stderr and "Traceback" not in r.stderr
+    assert "install bubblewrap" in r.stderr and "--unsafe-unsandboxed-build" in r.stderr
     assert not marker.exists()
 
 

@@ -23,11 +23,12 @@ itself, applies its policy, and hands pip only verified local files.
 Commands served by safepip:
   install      Install packages (verified, then handed to pip offline).
   download     Download and verify packages into a directory.
-  wheel        Collect verified wheels into a directory (no builds).
+  wheel        Collect verified wheels into a directory (sdists built in the sandbox).
   audit        Check an environment or a pinned file for known vulnerabilities.
   advisories   Update or show the offline vulnerability database (advisories update|show).
 
   options      Show how safepip treats each of pip's options (honoured or refused, and why).
+  debug sandbox  Show which build sandbox works here, and why the others do not.
 
 Commands passed to the target environment's pip unchanged:
   list, freeze, show, check, inspect, uninstall, config, cache, hash, debug, help, ...
@@ -158,6 +159,8 @@ def _dispatch(args: list[str]) -> int:
         if "-h" in rest or "--help" in rest:
             return _passthrough_help(command)
         return _run_pipeline(command, rest)
+    if command == "debug" and rest[:1] == ["sandbox"]:
+        return _debug_sandbox()
     if command in PASSTHROUGH_COMMANDS:
         return _passthrough(command, rest)
     raise UsageError(f"unknown command {command!r}", hint="see `safepip --help`")
@@ -235,6 +238,17 @@ def _parse_own(parser: argparse.ArgumentParser, args: Sequence[str]) -> argparse
         if exc.code == 0:
             raise
         raise UsageError("invalid arguments", hint=f"see `{parser.prog} --help`") from None
+
+
+def _debug_sandbox() -> int:
+    """`safepip debug sandbox`: which sandbox backend builds would use, and why not the others."""
+    from safepip.build import backend_override
+    from safepip.policyfile import load_policy
+    from safepip.sandbox import describe
+
+    for line in describe(backend_override(load_policy(), os.environ)):
+        print(line)
+    return ExitStatus.OK
 
 
 def _passthrough_help(command: str) -> int:

@@ -162,6 +162,12 @@ SAFEPIP_OPTIONS: dict[str, SafepipOption] = {
         "go on without this index (policy name or URL) if it cannot be reached; projects it "
         "owns may then come from another index",
     ),
+    "--unsafe-unsandboxed-build": SafepipOption(
+        "--unsafe-unsandboxed-build",
+        False,
+        "run sdist build code with no sandbox when none works here (it sees your files, "
+        "secrets and network)",
+    ),
 }
 
 

@@ -14,6 +14,7 @@ import platformdirs
 from packaging.version import Version
 
 from safepip.attest import check_files as check_attestations
+from safepip.build import BuildContext, SandboxedBuilder
 from safepip.bytecode import compile_installed
 from safepip.config import Settings
 from safepip.errors import PolicyRefusal, UsageError
@@ -190,19 +191,27 @@ def run(
     pages = PageCache(root / "http" if root else None)
     store = FileStore(root / "files" if root else None)
     client = IndexClient(session, settings.sources, cache=pages, timeout=settings.net.timeout)
+    builder: SandboxedBuilder | None = None
     try:
         links = IndexLinks.for_settings(client, settings.policy, settings.extra, reporter)
         fetcher = MetadataFetcher(session, store, timeout=settings.net.timeout)
         options = _resolve_options(settings, target)
+        cooled = with_cooldown(settings, links)
+        builder = SandboxedBuilder(
+            BuildContext(
+                settings, target, cooled, fetcher, session, store, options, reporter, environ, root
+            )
+        )
         plan = resolve(
             settings.requirements,
             settings.constraints,
-            with_cooldown(settings, links),
+            cooled,
             fetcher,
             options,
+            builder=builder,
         )
         _check_require_hashes(settings, plan)
-        findings: list[Finding] = []
+        findings: list[Finding] = list(builder.findings)
         # Plan gates (on the chosen pins, before any file is downloaded) add their findings here.
         findings.extend(plan_findings(settings, plan, links.project_pages, target.installed))
         to_install = plan.to_install()
@@ -221,6 +230,8 @@ def run(
             verify_wheel(pin, path)
             verified.append(VerifiedFile(pin=pin, path=path, sha256=digests["sha256"]))
             hashes_by_name[pin.name] = digests["sha256"]
+        verified = builder.wheels_for(verified)  # sdists built in the sandbox, wheels checked
+        findings.extend(f for f in builder.findings if f not in findings)
         # File gates (on the verified files, before pip runs) add their findings here.
         findings += check_attestations(
             settings, session, verified, default_cache_dir() / "sigstore"
@@ -246,6 +257,8 @@ def run(
         write_sbom_if_asked(settings.extra, plan, hashes_by_name, settings.sources)
         return Outcome(plan=plan, installed=installed, report=report)
     finally:
+        if builder is not None:
+            builder.close()
         client.close()
         store.close()
         session.close()

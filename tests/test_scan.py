@@ -166,6 +166,8 @@ def test_warnings_are_shown_and_reported_and_the_build_goes_on(
     assert r2.returncode == 0, r2.stdout + r2.stderr
     assert "WARNING: spawner2: build code starts other programs (setup.py:2)" in r2.stderr
     findings = json.loads(report.read_text())["safepip"]["findings"]
+    built = [f for f in findings if f["gate"] == "build"]
+    assert [(f["rule"], f["details"]["backend"]) for f in built] == [("sandboxed-build", "bwrap")]
     assert [(f["gate"], f["rule"], f["action"]) for f in findings if f["gate"] == "scan"] == [
         ("scan", "scan-process", "warn")
     ]

@@ -331,6 +331,7 @@ class SandboxedBuilder:
         prepared = _Prepared(link=link, name=name, root=root, source=source, system=system, env=env)
         self._prepared[link.url] = prepared
         self.ctx.reporter.info(f"Building {link.filename} in the {backend.name} sandbox")
+        self.findings.append(_build_record(name, link, backend, name in self.policy.network))
         if name in self.policy.network:
             self.ctx.reporter.warning(
                 f"{name}: its build may use the network ([sandbox.projects.{name}] network = true)"
@@ -637,6 +638,26 @@ class SandboxedBuilder:
         finally:
             if staging.exists():
                 sandbox.remove_tree(staging)
+
+
+def _build_record(
+    name: NormalizedName, link: FileLink, backend: sandbox.Backend, network: bool
+) -> Finding:
+    """What the report says about each build: where it ran (a warning when unsandboxed)."""
+    unsandboxed = isinstance(backend, sandbox.Unsandboxed)
+    return Finding(
+        gate="build",
+        project=name,
+        message=(
+            f"{link.filename} was built WITHOUT a sandbox"
+            if unsandboxed
+            else f"{link.filename} was built in the {backend.name} sandbox"
+            + (", with network access" if network else "")
+        ),
+        action="warn" if unsandboxed else "report",
+        rule="unsandboxed-build" if unsandboxed else "sandboxed-build",
+        details=(("backend", backend.name), ("network", str(network or unsandboxed).lower())),
+    )
 
 
 def _build_requirement(text: str, where: str) -> UserRequirement:

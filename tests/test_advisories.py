@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from packaging.version import InvalidVersion, Version
 
-from safepip.advisories import Advisory, Range, compact_from_zip, cvss3_score, load_database
+from safepip.advisories import (
+    Advisory,
+    Range,
+    advisories_from_doc,
+    compact_from_zip,
+    cvss3_score,
+    load_database,
+)
 from safepip.cli import main
 from safepip.vulnerabilities import VulnerabilityPolicy, decide
 from tests.conftest import REPO
@@ -270,3 +277,79 @@ def test_real_snapshot_loads_and_fixed_versions_are_not_affected() -> None:
             checked += 1
             assert not advisory.affects(Version(fixed)), advisory.id
     assert checked > 500
+
+
+class _FakeOSV:
+    """OSV's API on 127.0.0.1: querybatch and vulns/ID, recording what it was told."""
+
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        import http.server
+        import threading
+
+        self.docs = {d["id"]: d for d in docs}
+        self.queries: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _send(self, body: object, status: int = 200) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.queries.extend(body["queries"])
+                results = []
+                for q in body["queries"]:
+                    ids = [
+                        {"id": d["id"]}
+                        for d in fake.docs.values()
+                        for a in advisories_from_doc(d)
+                        if a[0] == q["package"]["name"] and a[1].affects(Version(q["version"]))
+                    ]
+                    results.append({"vulns": ids} if ids else {})
+                self._send({"results": results})
+
+            def do_GET(self) -> None:
+                ident = self.path.rsplit("/", 1)[-1]
+                if ident in fake.docs:
+                    self._send(fake.docs[ident])
+                else:
+                    self._send({"message": "not found"}, 404)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_online_lookups_only_when_the_policy_opts_in(
+    index: Index, server: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index.wheel("vuln-lib", "1.0")
+    osv = _FakeOSV([osv_doc("ONLINE-1", "vuln-lib", "2.0", CRITICAL)])
+    try:
+        assert _dry_run(server, "vuln-lib") == 0
+        assert osv.queries == []  # the default never asks
+        assert "ONLINE-1" not in capsys.readouterr().err
+        policy = tmp_path / "policy.toml"
+        policy.write_text(f'[advisories]\nonline = true\nonline-url = "{osv.url}"\n')
+        assert _dry_run(server, "--policy", str(policy), "vuln-lib") == 0
+        assert osv.queries == [
+            {"package": {"ecosystem": "PyPI", "name": "vuln-lib"}, "version": "1.0"}
+        ]
+        err = capsys.readouterr().err
+        assert "vuln-lib==1.0 has a known vulnerability ONLINE-1 (critical; fixed in 2.0" in err
+        assert "known vulnerabilities were not checked" not in err
+    finally:
+        osv.close()

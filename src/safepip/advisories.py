@@ -24,6 +24,7 @@ __all__ = [
     "Advisory",
     "AdvisoryDB",
     "DatabaseInfo",
+    "advisories_from_doc",
     "cvss3_score",
     "database_path",
     "load_database",
@@ -279,23 +280,28 @@ def compact_from_zip(data: bytes, source: str) -> dict[str, Any]:
     }
 
 
+def _advisory(r: Mapping[str, Any]) -> Advisory:
+    return Advisory(
+        id=r["id"],
+        aliases=tuple(r["aliases"]),
+        summary=r["summary"],
+        severity=r["severity"],
+        score=r["score"],
+        ranges=tuple(Range(*x) for x in r["ranges"]),
+        versions=tuple(r["versions"]),
+        url=r.get("url", ""),
+    )
+
+
+def advisories_from_doc(doc: Mapping[str, Any]) -> list[tuple[str, Advisory]]:
+    """The advisories, by project, of one OSV document (as the OSV API returns it)."""
+    return [(name, _advisory(record)) for name, record in _records(doc)]
+
+
 def _from_compact(data: Mapping[str, Any]) -> AdvisoryDB:
     info = DatabaseInfo(**data["info"])
     by_name = {
-        name: tuple(
-            Advisory(
-                id=r["id"],
-                aliases=tuple(r["aliases"]),
-                summary=r["summary"],
-                severity=r["severity"],
-                score=r["score"],
-                ranges=tuple(Range(*x) for x in r["ranges"]),
-                versions=tuple(r["versions"]),
-                url=r.get("url", ""),
-            )
-            for r in records
-        )
-        for name, records in data["projects"].items()
+        name: tuple(_advisory(r) for r in records) for name, records in data["projects"].items()
     }
     return AdvisoryDB(by_name, info)
 

@@ -34,6 +34,8 @@ class VulnerabilityPolicy:
     require_fix: bool = False  # refuse any advisory that has a fixed version
     ignore: frozenset[str] = frozenset()  # advisory IDs or aliases
     database: str | None = None  # an OSV zip or compact file instead of the cached one
+    online: bool = False  # also ask OSV's API (sends every name and version to it)
+    online_url: str | None = None
 
 
 def _severity_value(value: Any, where: str) -> str | None:
@@ -61,6 +63,12 @@ def vulnerability_policy(
         for section in (trusted, project):
             if not isinstance(section.get(key, False), bool):
                 raise ConfigError(f"policy [advisories] {key} must be true or false")
+    online = trusted.get("online", False)
+    if not isinstance(online, bool):
+        raise ConfigError("policy [advisories] online must be true or false")
+    online_url = trusted.get("online-url")
+    if online_url is not None and not isinstance(online_url, str):
+        raise ConfigError("policy [advisories] online-url must be a URL")
     database = trusted.get("database")
     if database is not None and not isinstance(database, str):
         raise ConfigError("policy [advisories] database must be a file path")
@@ -75,6 +83,8 @@ def vulnerability_policy(
         require_fix=bool(trusted.get("require-fix") or project.get("require-fix")),
         ignore=frozenset(i.upper() for i in ignore),
         database=database,
+        online=online,
+        online_url=online_url,
     )
 
 

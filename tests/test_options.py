@@ -195,10 +195,15 @@ def test_group_reads_dependency_groups(workdir: Path) -> None:
         _parse("install", ["--group", "nope"])
 
 
-def test_lock_file_is_refused_not_misread(workdir: Path) -> None:
+def test_lock_file_is_not_misread(workdir: Path) -> None:
     (workdir / "pylock.toml").write_text('lock-version = "1.0"\n')
+    s = _parse("install", ["-r", "pylock.toml[x]", "--group", "pylock.toml:dev"])
+    assert not s.requirements
+    assert [(x.path, set(x.extras), set(x.groups)) for x in s.locks] == [
+        ("pylock.toml", {"x"}, {"dev"})
+    ]
     with pytest.raises(UsageError, match="pylock"):
-        _parse("install", ["-r", "pylock.toml"])
+        _parse("install", ["-c", "pylock.toml"])
 
 
 def test_require_hashes_follows_hashes_unless_no_require_hashes(workdir: Path) -> None:

@@ -24,6 +24,7 @@ Commands served by safepip:
   install      Install packages (verified, then handed to pip offline).
   download     Download and verify packages into a directory.
   wheel        Collect verified wheels into a directory (sdists built in the sandbox).
+  lock         Write a hash-pinned lock: pylock.toml (PEP 751) or a hashed requirements file.
   audit        Check an environment or a pinned file for known vulnerabilities.
   advisories   Update or show the offline vulnerability database (advisories update|show).
 
@@ -145,11 +146,6 @@ def _dispatch(args: list[str]) -> int:
         return ExitStatus.OK
     if command in ("audit", "advisories"):
         return _audit_command(rest) if command == "audit" else _advisories_command(rest)
-    if command == "lock":
-        raise UsageError(
-            "`lock` is not served yet, and safepip never hands a resolving command to pip",
-            hint="pin with `safepip install --dry-run --report FILE` for now",
-        )
     if command == "options":
         from safepip.options import render_table
 

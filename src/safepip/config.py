@@ -16,6 +16,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from safepip.errors import ConfigError, SafepipError, UsageError
 from safepip.hosts import check_insecure_sources
+from safepip.lock import LockSource
 from safepip.models import IndexSource, UserRequirement
 from safepip.net import NetSettings, strip_credentials
 from safepip.options import refuse_given_options
@@ -101,6 +102,11 @@ class Settings:
     isolated: bool = False
     require_virtualenv: bool = False
     requested_order: tuple[NormalizedName, ...] = field(default=())
+    locks: tuple[LockSource, ...] = ()  # pylock.toml files given to -r / --group
+    # hashed requirement files written by `safepip lock`, with the environments they were for
+    lock_environments: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    output_file: str | None = None  # lock's -o/--output
+    command_line: tuple[str, ...] = ()  # the arguments as given (lock records how to regenerate)
     policy: Policy = field(default_factory=Policy)
     # safepip's own options (SAFEPIP_OPTIONS), as given: {"--policy": ["p.toml"], ...}
     extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -145,6 +151,7 @@ class SafepipOption:
     name: str
     takes_value: bool
     help: str
+    commands: frozenset[str] = frozenset()  # empty: every pipeline command
 
 
 # Stage modules add their own options here; values end up in ``Settings.extra``.
@@ -169,17 +176,33 @@ SAFEPIP_OPTIONS: dict[str, SafepipOption] = {
         "secrets and network)",
     ),
 }
+# `safepip lock`: pip-compile's upgrade options and what pip's own `lock` parser lacks.
+for _name, _takes_value, _help in (
+    ("--format", True, "pylock or requirements (default: from the output file name)"),
+    ("--upgrade", False, "ignore the pins of an existing output file"),
+    ("-U", False, "same as --upgrade"),
+    ("--upgrade-package", True, "upgrade this project; keep the other pins of the output"),
+    ("-P", True, "same as --upgrade-package"),
+    ("--python-version", True, "lock for this Python version instead of the target's"),
+    ("--platform", True, "lock for this platform tag instead of the target's (repeatable)"),
+    ("--environment", True, "lock also for PYTHON_VERSION[:PLATFORM,...] (repeatable)"),
+    ("--extra", True, "include this optional-dependencies extra of pyproject.toml"),
+    ("--build-constraints-output", True, "where to write the build dependencies' pins"),
+):
+    SAFEPIP_OPTIONS[_name] = SafepipOption(_name, _takes_value, _help, frozenset({"lock"}))
 
 
-def extract_safepip_options(args: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """Take safepip's own options out of ``args``; the rest is for pip's parser."""
+def extract_safepip_options(
+    args: Sequence[str], command: str | None = None
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Take safepip's own options (those of ``command``) out of ``args``; the rest is for pip."""
     found: dict[str, list[str]] = {}
     rest: list[str] = []
     it = iter(args)
     for arg in it:
         name, eq, value = arg.partition("=")
         option = SAFEPIP_OPTIONS.get(name)
-        if option is None:
+        if option is None or (option.commands and command not in option.commands):
             rest.append(arg)
             continue
         if option.takes_value:
@@ -222,7 +245,7 @@ def _pip_parse(
     """pip's options (configuration applied), positional arguments, and pip's bare defaults."""
     from pip._internal.commands import create_command
 
-    pip_command = "download" if command == "lock" else command
+    pip_command = command
     cmd = create_command(pip_command, isolated=("--isolated" in args))
     cmd.parser.error = _raise_usage_error  # name the bad option instead of printing usage
     # pip's options share their default lists between parsers, and callbacks append to them.
@@ -246,7 +269,8 @@ def parse_pipeline_args(
     from safepip.reqs import read_requirements
 
     environ = os.environ if environ is None else environ
-    extra, args = extract_safepip_options(args)
+    command_line = tuple(args)
+    extra, args = extract_safepip_options(args, command)
     policy_paths = extra.get("--policy") or []
     policy = load_policy(environ, policy_paths[-1] if policy_paths else None)
     try:
@@ -260,11 +284,16 @@ def parse_pipeline_args(
     except Exception as exc:  # pip's own configuration errors
         raise ConfigError(f"cannot read pip's configuration: {exc}") from None
 
-    refuse_given_options("download" if command == "lock" else command, options, defaults)
+    refuse_given_options(command, options, defaults)
     if getattr(options, "use_user_site", False) and getattr(options, "target_dir", None):
         raise UsageError("cannot combine --user and --target")
 
-    parsed = read_requirements(options, positional)
+    parsed = read_requirements(
+        options,
+        positional,
+        project_inputs=command == "lock",
+        project_extras=extra.get("--extra", ()),
+    )
     sources, creds = _sources(parsed.index_urls, parsed.find_links)
     index_policy = read_index_policy(policy)
     sources = name_sources(sources, index_policy)
@@ -343,6 +372,10 @@ def parse_pipeline_args(
         isolated=bool(getattr(options, "isolated_mode", False)),
         require_virtualenv=bool(getattr(options, "require_venv", False)),
         requested_order=tuple(r.name for r in parsed.requirements),
+        locks=parsed.locks,
+        lock_environments=parsed.lock_environments,
+        output_file=getattr(options, "output_file", None),
+        command_line=command_line,
         policy=policy,
         extra={k: tuple(v) for k, v in extra.items()},
     )

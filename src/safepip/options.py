@@ -149,6 +149,8 @@ DISPOSITIONS: Mapping[str, Disposition] = {
     "--dest": Honoured("output_dir"),
     "--wheel-dir": Honoured("output_dir"),
     "--no-verify": Honoured(note="safepip builds no wheels, so there is no built wheel to verify"),
+    # lock
+    "--output": Honoured("output_file"),
 }
 
 
@@ -221,8 +223,10 @@ def refuse_given_options(command: str, options: optparse.Values, defaults: optpa
 
 def render_table(command: str) -> str:
     """The table as text, one option a line: its flags, then what safepip does with it."""
-    if command not in ("install", "download", "wheel"):
-        raise UsageError(f"no option table for {command!r}", hint="use install, download or wheel")
+    if command not in ("install", "download", "wheel", "lock"):
+        raise UsageError(
+            f"no option table for {command!r}", hint="use install, download, wheel or lock"
+        )
     lines = [f"pip {command} options in safepip:\n"]
     for row in option_rows(command):
         flags = ", ".join(row.flags)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+from packaging.tags import Tag
 from packaging.version import Version
 
 from safepip.attest import check_files as check_attestations
@@ -21,6 +22,7 @@ from safepip.errors import PolicyRefusal, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download_all
 from safepip.gates import plan_findings, with_cooldown
 from safepip.index import IndexClient, PageCache
+from safepip.lock import check_lock_input, check_require_hashes, plan_from_locks
 from safepip.models import FileLink, Finding, Plan, VerifiedFile
 from safepip.net import make_session
 from safepip.precedence import IndexLinks
@@ -58,14 +60,14 @@ def _resolve_options(settings: Settings, target: Target) -> ResolveOptions:
         from pip._internal.utils.compatibility_tags import get_supported
 
         version = settings.python_version.replace(".", "") if settings.python_version else None
-        tags = tuple(
-            get_supported(
-                version=version,
-                platforms=list(settings.platforms) or None,
-                impl=settings.implementation,
-                abis=list(settings.abis) or None,
-            )
+        supported = get_supported(
+            version=version,
+            platforms=list(settings.platforms) or None,
+            impl=settings.implementation,
+            abis=list(settings.abis) or None,
         )
+        # pip's tags are its vendored packaging's: rebuild them as ours to compare equal.
+        tags = tuple(Tag(t.interpreter, t.abi, t.platform) for t in supported)
         if settings.python_version:
             python_version = Version(settings.python_version)
             parts = settings.python_version.split(".")
@@ -90,26 +92,6 @@ def _resolve_options(settings: Settings, target: Target) -> ResolveOptions:
         ignore_requires_python=settings.ignore_requires_python,
         uploaded_prior_to=settings.uploaded_prior_to,
     )
-
-
-def _check_require_hashes(settings: Settings, plan: Plan) -> None:
-    if not settings.require_hashes:
-        return
-    for r in settings.requirements:
-        spec = list(r.requirement.specifier)
-        if len(spec) != 1 or spec[0].operator not in ("==", "===") or "*" in spec[0].version:
-            raise PolicyRefusal(
-                f"{r.requirement} ({r.comes_from}) is not pinned with ==, as --require-hashes requires",
-                hint="pin every requirement to one version, e.g. with `safepip lock`",
-                reference="hash-unpinned",
-            )
-    for pin in plan.to_install():
-        if not pin.expected_hashes:
-            raise PolicyRefusal(
-                f"{pin.name}=={pin.version} has no --hash, as --require-hashes requires",
-                hint="add its hashes to the requirements or constraints, e.g. with `safepip lock`",
-                reference="hash-missing",
-            )
 
 
 def _check_target_allowed(settings: Settings, target: Target) -> None:
@@ -167,7 +149,7 @@ def run(
 ) -> Outcome:
     environ = os.environ if environ is None else environ
     reporter = reporter or NullReporter()
-    if not settings.requirements:
+    if not settings.requirements and not settings.locks:
         raise UsageError(
             f"you must give at least one requirement to {settings.command}",
             hint=f'e.g. "safepip {settings.command} requests" or -r requirements.txt',
@@ -196,21 +178,36 @@ def run(
         links = IndexLinks.for_settings(client, settings.policy, settings.extra, reporter)
         fetcher = MetadataFetcher(session, store, timeout=settings.net.timeout)
         options = _resolve_options(settings, target)
+        check_lock_input(settings, options.markers)
         cooled = with_cooldown(settings, links)
         builder = SandboxedBuilder(
             BuildContext(
                 settings, target, cooled, fetcher, session, store, options, reporter, environ, root
             )
         )
-        plan = resolve(
-            settings.requirements,
-            settings.constraints,
-            cooled,
-            fetcher,
-            options,
-            builder=builder,
-        )
-        _check_require_hashes(settings, plan)
+        if settings.command == "lock":
+            from safepip.locker import run_lock
+
+            run_lock(settings, options, cooled, fetcher, session, store, reporter, builder)
+            return Outcome(plan=Plan(pins=()), installed=False)
+        if settings.locks:
+            plan = plan_from_locks(
+                settings.locks,
+                options.markers,
+                options.tags,
+                options.installed,
+                reinstall=settings.force_reinstall,
+            )
+        else:
+            plan = resolve(
+                settings.requirements,
+                settings.constraints,
+                cooled,
+                fetcher,
+                options,
+                builder=builder,
+            )
+        check_require_hashes(settings, plan)
         findings: list[Finding] = list(builder.findings)
         # Plan gates (on the chosen pins, before any file is downloaded) add their findings here.
         findings.extend(plan_findings(settings, plan, links.project_pages, target.installed))

@@ -4,6 +4,8 @@ that every piece of pip's syntax means what it means to pip."""
 from __future__ import annotations
 
 import optparse
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,9 +13,15 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from safepip.errors import RequirementsError, UsageError
+from safepip.lock import LockSource, is_pylock_path, requirements_environments, vcs_refusal
 from safepip.models import Hashes, UserRequirement
 
-__all__ = ["ParsedInput", "parse_requirement_line", "read_requirements"]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["ParsedInput", "parse_requirement_line", "project_requirements", "read_requirements"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +33,8 @@ class ParsedInput:
     no_index: bool = False
     trusted_hosts: tuple[str, ...] = ()
     any_hashes: bool = False
+    locks: tuple[LockSource, ...] = ()
+    lock_environments: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # The command line's selections, updated by options written inside requirement files.
     format_control: Any = None
     release_control: Any = None
@@ -86,6 +96,9 @@ class _SessionShim:
 def parse_requirement_line(
     text: str, comes_from: str, hashes: Hashes = Hashes()
 ) -> UserRequirement:
+    vcs = vcs_refusal(text, comes_from)
+    if vcs is not None:
+        raise vcs
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
@@ -132,36 +145,119 @@ def _finder_from_options(options: optparse.Values) -> _FinderShim:
     )
 
 
-def _refuse_lock_file(filename: str) -> None:
-    from pip._internal.utils.pylock import is_valid_pylock_filename
-
-    if is_valid_pylock_filename(filename):
+def project_requirements(path: str, extras: Sequence[str] = ()) -> list[UserRequirement]:
+    """The static ``[project]`` dependencies of a pyproject.toml (and of the extras named)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise RequirementsError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RequirementsError(f"{path} is not valid TOML: {exc}") from None
+    project = data.get("project")
+    if not isinstance(project, dict):
+        raise RequirementsError(f"{path} has no [project] table to take dependencies from")
+    if "dependencies" in (project.get("dynamic") or []):
         raise UsageError(
-            f"{filename} is a pylock.toml lock file, which safepip does not read yet",
-            hint="install from a hashed requirements file instead",
-            reference="unsupported-requirement",
+            f"the dependencies of {path} are dynamic: only running its build backend would "
+            "tell them, which safepip does not do outside its sandbox",
+            hint="list them statically in [project] dependencies, or lock from a requirements file",
         )
+    comes_from = f"{project.get('name') or 'project'} ({path})"
+    texts = list(project.get("dependencies") or [])
+    optional = project.get("optional-dependencies") or {}
+    for extra in extras:
+        if extra not in optional:
+            raise RequirementsError(f"{path} has no optional-dependencies extra {extra!r}")
+        texts.extend(optional[extra])
+    if not all(isinstance(t, str) for t in texts):
+        raise RequirementsError(f"{path}: dependencies must be strings")
+    return [parse_requirement_line(t, comes_from) for t in texts]
 
 
-def _dependency_groups(groups: Sequence[tuple[str, str]]) -> list[UserRequirement]:
-    """``--group [path:]name``: requirement strings from a pyproject.toml ``[dependency-groups]``."""
+def _group_requirements(groups: Sequence[tuple[str, str]]) -> list[UserRequirement]:
+    """``--group [path:]NAME`` from pyproject.toml files, read by pip's own code."""
     from pip._internal.exceptions import InstallationError
     from pip._internal.req.req_dependency_group import parse_dependency_groups
 
-    if not groups:
-        return []
-    for path, _ in groups:
-        _refuse_lock_file(path)
-    try:
-        texts = parse_dependency_groups(list(groups))
-    except InstallationError as exc:
-        raise RequirementsError(str(exc).splitlines()[0]) from None
-    where = ", ".join(f"--group {path}:{name}" for path, name in groups)
-    return [parse_requirement_line(text, where) for text in texts]
+    out: list[UserRequirement] = []
+    for path, group in groups:
+        try:
+            texts = parse_dependency_groups([(path, group)])
+        except InstallationError as exc:
+            raise RequirementsError(str(exc)) from None
+        out.extend(parse_requirement_line(t, f"{path} (group {group})") for t in texts)
+    return out
 
 
-def read_requirements(options: optparse.Values, positional: Sequence[str]) -> ParsedInput:
-    """Read positional specifiers, ``-r`` and ``-c`` files into requirements and constraints."""
+def _split_locks(
+    requirement_files: Sequence[str], groups: Sequence[tuple[str, str]]
+) -> tuple[list[str], list[tuple[str, str]], tuple[LockSource, ...]]:
+    """pylock.toml files (``-r pylock.toml[extra]``, ``--group pylock.toml:NAME``) apart from
+    requirement files and pyproject.toml groups."""
+    from pip._internal.utils.urls import strip_extras
+
+    files: list[str] = []
+    project_groups: list[tuple[str, str]] = []
+    locks: dict[str, dict[str, Any]] = {}
+    entries = [(f, None) for f in requirement_files] + [(p, g) for p, g in groups]
+    for source, group in entries:
+        filename, extras = strip_extras(source)
+        if not is_pylock_path(os.path.basename(filename)):
+            if group is None:
+                files.append(source)
+            else:
+                project_groups.append((source, group))
+            continue
+        if "://" in filename:
+            raise RequirementsError(
+                f"remote lock files are not supported: {filename}",
+                hint="download the file and pass it by path",
+            )
+        entry = locks.setdefault(filename, {"extras": set(), "groups": set(), "default": False})
+        entry["extras"].update(extras)
+        if group is None:
+            entry["default"] = True
+        else:
+            entry["groups"].add(group)
+    return (
+        files,
+        project_groups,
+        tuple(
+            LockSource(
+                path=path,
+                extras=frozenset(e["extras"]),
+                groups=frozenset(e["groups"]),
+                default_groups=bool(e["default"]),
+            )
+            for path, e in locks.items()
+        ),
+    )
+
+
+def _split_project_files(
+    positional: Sequence[str], files: Sequence[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """pyproject.toml given as a positional argument or with -r (``safepip lock`` only)."""
+    projects = [p for p in [*positional, *files] if os.path.basename(p) == "pyproject.toml"]
+    return (
+        [p for p in positional if p not in projects],
+        [f for f in files if f not in projects],
+        projects,
+    )
+
+
+def read_requirements(
+    options: optparse.Values,
+    positional: Sequence[str],
+    *,
+    project_inputs: bool = False,
+    project_extras: Sequence[str] = (),
+) -> ParsedInput:
+    """Read positional specifiers, ``-r`` and ``-c`` files into requirements and constraints.
+
+    With ``project_inputs`` (``lock``), a pyproject.toml path is read for its dependencies, and
+    with no input at all the current directory's pyproject.toml is."""
     from pip._internal.exceptions import InstallationError, RequirementsFileParseError
     from pip._internal.req.req_file import parse_requirements
 
@@ -170,14 +266,33 @@ def read_requirements(options: optparse.Values, positional: Sequence[str]) -> Pa
     requirements: list[UserRequirement] = []
     constraints: list[UserRequirement] = []
     any_hashes = False
+    requirement_files, project_groups, locks = _split_locks(
+        getattr(options, "requirements", None) or [],
+        getattr(options, "dependency_groups", None) or [],
+    )
+    projects: list[str] = []
+    if project_inputs:
+        positional, requirement_files, projects = _split_project_files(
+            positional, requirement_files
+        )
+        nothing_given = not (positional or requirement_files or project_groups or locks)
+        if nothing_given and not projects and os.path.isfile("pyproject.toml"):
+            projects = ["pyproject.toml"]
     for text in positional:
         requirements.append(parse_requirement_line(text, "command line"))
-    requirements.extend(_dependency_groups(getattr(options, "dependency_groups", None) or []))
+    for project in projects:
+        requirements.extend(project_requirements(project, project_extras))
+    requirements.extend(_group_requirements(project_groups))
     sources = [(f, True) for f in (getattr(options, "constraints", None) or [])] + [
-        (f, False) for f in (getattr(options, "requirements", None) or [])
+        (f, False) for f in requirement_files
     ]
     for filename, is_constraint in sources:
-        _refuse_lock_file(filename)
+        if is_constraint and is_pylock_path(os.path.basename(filename)):
+            raise UsageError(
+                f"{filename} is a pylock.toml lock file, which is not a constraints file",
+                hint="install it with -r, or lock to a requirements file for use with -c",
+                reference="unsupported-requirement",
+            )
         try:
             parsed = list(
                 parse_requirements(
@@ -226,4 +341,8 @@ def read_requirements(options: optparse.Values, positional: Sequence[str]) -> Pa
         format_control=finder.format_control,
         release_control=finder.release_control,
         prefer_binary=finder.prefer_binary,
+        locks=locks,
+        lock_environments=tuple(
+            (f, envs) for f in requirement_files if (envs := requirements_environments(f))
+        ),
     )

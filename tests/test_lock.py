@@ -163,7 +163,9 @@ def test_safepip_installs_its_pylock_asking_no_index(
     assert {"app-1.0.dist-info", "lib-2.1.dist-info", "leaf-0.1.dist-info"} <= _installed(
         target_venv
     )
-    assert not any(p.startswith("/simple/") for _, p, _ in server.requests)
+    # Files only from the URLs the lock records; pages (for the gates) only from its index.
+    assert all(p.startswith(("/simple/", "/files/")) for _, p, _ in server.requests)
+    assert not any(p.startswith("/files/flit") for _, p, _ in server.requests)
 
 
 def test_pip_and_uv_accept_our_pylock(

@@ -31,7 +31,15 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from safepip.errors import PolicyRefusal, RequirementsError, UsageError
-from safepip.models import AlreadyInstalled, FileLink, Hashes, InstalledDist, Pin, Plan
+from safepip.models import (
+    AlreadyInstalled,
+    FileLink,
+    Hashes,
+    IndexSource,
+    InstalledDist,
+    Pin,
+    Plan,
+)
 from safepip.net import is_secure_origin, redact_url, strip_credentials
 
 if TYPE_CHECKING:
@@ -52,6 +60,7 @@ __all__ = [
     "environment_marker",
     "format_for_path",
     "is_pylock_path",
+    "lock_sources",
     "plan_from_locks",
     "read_existing_pins",
     "render",
@@ -435,6 +444,21 @@ def _pin_from_artifact(
         source=link,
         requested=True,
         expected_hashes=hashes,
+    )
+
+
+def lock_sources(sources: Sequence[LockSource]) -> tuple[IndexSource, ...]:
+    """The indexes the locks record: the only ones asked while installing them (for the gates'
+    project status and yanked checks; files come from the URLs the lock records)."""
+    from pip._internal.models.index import PyPI
+
+    urls: dict[str, None] = {}
+    for source in sources:
+        for package in read_pylock(source.path).packages:
+            if package.index:
+                urls.setdefault(strip_credentials(package.index)[0], None)
+    return tuple(
+        IndexSource(url=u, public=u.rstrip("/") == PyPI.simple_url.rstrip("/")) for u in urls
     )
 
 

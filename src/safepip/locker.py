@@ -40,7 +40,7 @@ from safepip.lock import (
 from safepip.models import FileLink, Hashes, IndexSource, Plan, UserRequirement
 from safepip.net import redact_url
 from safepip.report import Reporter
-from safepip.resolve import LinkSource, ResolveOptions, resolve
+from safepip.resolve import LinkSource, ResolveOptions, SdistBuilder, resolve
 from safepip.verify import verify_wheel
 
 __all__ = ["EnvironmentSpec", "LockOutcome", "LockRequest", "environment_options", "run_lock"]
@@ -260,8 +260,12 @@ def _resolve_each(
     environments: Sequence[ResolveOptions],
     links: LinkSource,
     fetcher: MetadataFetcher,
+    builder: SdistBuilder | None,
 ) -> list[Plan]:
-    return [resolve(requirements, constraints, links, fetcher, options) for options in environments]
+    return [
+        resolve(requirements, constraints, links, fetcher, options, builder=builder)
+        for options in environments
+    ]
 
 
 def _resolve_keeping_pins(
@@ -271,11 +275,14 @@ def _resolve_keeping_pins(
     links: LinkSource,
     fetcher: MetadataFetcher,
     reporter: Reporter,
+    builder: SdistBuilder | None,
 ) -> list[Plan]:
     kept = _existing_pin_constraints(request, settings.requirements)
     constraints = [*settings.constraints, *kept]
     try:
-        return _resolve_each(settings.requirements, constraints, environments, links, fetcher)
+        return _resolve_each(
+            settings.requirements, constraints, environments, links, fetcher, builder
+        )
     except ResolutionFailed:
         if not kept:
             raise
@@ -283,7 +290,7 @@ def _resolve_keeping_pins(
             f"the pins of {request.output} no longer resolve with the input; resolving afresh"
         )
         return _resolve_each(
-            settings.requirements, settings.constraints, environments, links, fetcher
+            settings.requirements, settings.constraints, environments, links, fetcher, builder
         )
 
 
@@ -516,12 +523,15 @@ def run_lock(
     session: requests.Session,
     store: FileStore,
     reporter: Reporter,
+    builder: SdistBuilder | None = None,
 ) -> LockOutcome:
     """Resolve, hash and write the lock (and the build constraints when there are sdists)."""
     request = LockRequest.from_settings(settings)
     environments = [environment_options(base_options, e) for e in request.environments]
     env_markers = [environment_marker(o.markers) for o in environments]
-    plans = _resolve_keeping_pins(settings, request, environments, links, fetcher, reporter)
+    plans = _resolve_keeping_pins(
+        settings, request, environments, links, fetcher, reporter, builder
+    )
     _verify_chosen(plans, session, store, settings.net.timeout)
     merged = _merge(plans, environments, settings.requirements)
     packages = _locked_packages(merged, env_markers, links, settings, session, store)

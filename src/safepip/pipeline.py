@@ -22,7 +22,7 @@ from safepip.errors import PolicyRefusal, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download_all
 from safepip.gates import plan_findings, with_cooldown
 from safepip.index import IndexClient, PageCache
-from safepip.lock import check_lock_input, check_require_hashes, plan_from_locks
+from safepip.lock import check_lock_input, check_require_hashes, lock_sources, plan_from_locks
 from safepip.models import FileLink, Finding, Plan, VerifiedFile
 from safepip.net import make_session
 from safepip.precedence import IndexLinks
@@ -172,7 +172,8 @@ def run(
     root = cache_root(settings)
     pages = PageCache(root / "http" if root else None)
     store = FileStore(root / "files" if root else None)
-    client = IndexClient(session, settings.sources, cache=pages, timeout=settings.net.timeout)
+    sources = lock_sources(settings.locks) if settings.locks else settings.sources
+    client = IndexClient(session, sources, cache=pages, timeout=settings.net.timeout)
     builder: SandboxedBuilder | None = None
     try:
         links = IndexLinks.for_settings(client, settings.policy, settings.extra, reporter)

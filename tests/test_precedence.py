@@ -26,7 +26,7 @@ EVIL = "acme_billing-99.0-py3-none-any.whl"
 class PrivateIndex:
     """pypiserver on 127.0.0.1 over a directory of files (it rescans the directory per request)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, hash_algo: str = "sha256") -> None:
         self.directory = directory
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -47,7 +47,7 @@ class PrivateIndex:
                 ".",
                 "--disable-fallback",  # never redirect an unknown name anywhere
                 "--hash-algo",
-                "sha256",
+                hash_algo,
                 "--backend",
                 "simple-dir",
                 "--log-stream",
@@ -426,3 +426,24 @@ def test_virtual_repository_mixing_internal_and_proxied_public_is_refused(
     assert result.returncode == 0, result.stderr
     assert _installed(target_venv)["acme-billing"] == "1.0"
     assert report["safepip"]["decisions"]["acme-billing"]["rule"] == "pinned"  # type: ignore[index]
+
+
+def test_virtual_repository_is_refused_even_when_it_lists_only_md5(
+    public: IndexServer, bare_target: Path, tmp_path: Path
+) -> None:
+    """pypiserver's default hash is md5: the proxied copy is recognised by its public filename."""
+    evil = public.index.find(EVIL)
+    assert evil is not None
+    md5_dir = tmp_path / "md5"
+    md5_dir.mkdir()
+    corp = PrivateIndex(md5_dir, hash_algo="md5")
+    try:
+        corp.add(_wheel("acme-billing", "1.0"), evil)
+        policy = _policy(tmp_path, public, corp)
+        args = ("--dry-run", "-i", public.simple_url, "--extra-index-url", corp.simple_url)
+        result, _ = _install(bare_target, policy, *args, "acme-billing", cwd=tmp_path)
+    finally:
+        corp.close()
+    assert result.returncode == 3, result.stderr
+    assert "rule: confusion-signature" in result.stderr
+    assert '"acme-billing" = { index = "corp", versions = "==1.0" }' in result.stderr

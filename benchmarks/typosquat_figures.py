@@ -14,10 +14,18 @@ shipped list.
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import sys
 from pathlib import Path
 
-from safepip.typosquat import PopularNames, load_popular_names
+from safepip.typosquat import (
+    PopularNames,
+    ProjectFacts,
+    TyposquatPolicy,
+    judge,
+    load_popular_names,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -25,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--show", action="store_true", help="list every flagged or missed name")
+    parser.add_argument("--facts", help="JSON {name: [first upload ISO date or null, releases]}")
     args = parser.parse_args()
     shipped = load_popular_names()
     names = list(shipped.rank)
@@ -36,6 +45,23 @@ def main() -> int:
         f"false positives: {len(flagged)} of {len(names) - half} lower-half projects resemble "
         f"an upper-half one ({100 * len(flagged) / (len(names) - half):.1f}%)"
     )
+    by_how: dict[str, int] = {}
+    for _, r in flagged:
+        by_how[r.how] = by_how.get(r.how, 0) + 1
+    print("  by rule: " + ", ".join(f"{how}: {n}" for how, n in sorted(by_how.items())))
+    if args.facts:
+        facts = json.loads(Path(args.facts).read_text())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        actions = []
+        for n, r in flagged:
+            first, releases = facts.get(n, [None, 0])
+            when = datetime.datetime.fromisoformat(first) if first else None
+            actions.append(judge(r, ProjectFacts(when, releases), TyposquatPolicy(), now).action)
+        print(
+            f"  with index facts: {actions.count('refuse')} refused, {actions.count('warn')} warned"
+        )
+    else:
+        print("  refused or only warned: needs each flagged project's index data (--facts)")
     if args.show:
         for n, r in flagged:
             print(f"  {n} ~ {r.popular} ({r.how})")

@@ -110,7 +110,7 @@ def _gone(marker: str, within: float = 5.0) -> bool:
 HOSTILE_SETUP = """
 import glob, os, socket, subprocess, sys
 stolen = []
-for path in ("~/.ssh/id_rsa", "~/.netrc", {home_ssh!r}, {home_netrc!r}):
+for path in ("~/.ssh/id_rsa", "~/.netrc", {home_ssh!r}, {home_netrc!r}, {home_cargo!r}):
     try:
         stolen.append(open(os.path.expanduser(path)).read())
     except OSError:
@@ -143,6 +143,8 @@ daemon = (
     "    time.sleep(0.2)\\n"
 )
 subprocess.Popen([sys.executable, "-c", daemon, {marker!r}]).wait()
+# What it could read also goes into the wheel it builds, where the test can look.
+open(os.path.join("hostile", "stolen.py"), "w").write("STOLEN = " + repr(stolen) + "\\n")
 from setuptools import setup
 setup(name="hostile", version="1.0", packages=["hostile"])
 """
@@ -162,6 +164,9 @@ def test_hostile_build_reaches_nothing_and_ordinary_sdists_install(
     (home / ".ssh").mkdir()
     (home / ".ssh" / "id_rsa").write_text("CANARY-SSH-KEY")
     (home / ".netrc").write_text("machine example login me password CANARY-NETRC")
+    # A Rust toolchain is visible to builds, but never cargo's credentials beside it.
+    (home / ".cargo" / "bin").mkdir(parents=True)
+    (home / ".cargo" / "credentials.toml").write_text('[registry]\ntoken = "CANARY-CARGO"\n')
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep").write_text("unchanged")
@@ -171,6 +176,7 @@ def test_hostile_build_reaches_nothing_and_ordinary_sdists_install(
         outside=str(outside / "keep"),
         home_ssh=str(home / ".ssh" / "id_rsa"),
         home_netrc=str(home / ".netrc"),
+        home_cargo=str(home / ".cargo" / "credentials.toml"),
         home_bashrc=str(home / ".bashrc"),
         marker=marker,
     )
@@ -203,7 +209,8 @@ def test_hostile_build_reaches_nothing_and_ordinary_sdists_install(
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"in the {backend} sandbox" in r.stdout
     site = next((target_venv / "lib").glob("python*/site-packages"))
-    assert (site / "hostile" / "__init__.py").is_file()
+    stolen = (site / "hostile" / "stolen.py").read_text()
+    assert "CANARY" not in stolen and "STOLEN = [" in stolen
     for module, version in (("hatch_demo", "2.0"), ("flit_demo", "3.0"), ("tools_demo", "1.5")):
         assert (site / module / "__init__.py").read_text() == f"__version__ = {version!r}\n"
         assert any(site.glob(f"{module}-{version}.dist-info"))
@@ -356,7 +363,9 @@ def test_a_project_file_cannot_opt_out(
     assert r.returncode == 3 and "no-sandbox" in r.stderr, r.stdout + r.stderr
 
 
-def test_debug_sandbox_names_the_backend_and_why_not_the_others(isolate: Path) -> None:
+def test_debug_sandbox_names_the_backend_and_why_not_the_others(
+    isolate: Path, target_venv: Path
+) -> None:
     r = run_safepip("debug", "sandbox", env=_env(isolate, ""))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -366,3 +375,5 @@ def test_debug_sandbox_names_the_backend_and_why_not_the_others(isolate: Path) -
     forced = run_safepip("debug", "sandbox", env=_env(isolate, "landlock"))
     assert "landlock: chosen (self-test passed)" in forced.stdout.splitlines()
     assert "bwrap: not tried (not in the override list)" in forced.stdout.splitlines()
+    other = run_safepip("debug", "--python", str(target_venv / "bin/python"), env=_env(isolate, ""))
+    assert other.returncode == 0 and "pip version:" in other.stdout, other.stderr

@@ -510,12 +510,16 @@ class SandboxedBuilder:
     def _readable(self, env: Path) -> tuple[Path, ...]:
         target = self.ctx.target
         paths = [env, DRIVER, Path(target.base_prefix), Path(os.path.realpath(target.executable))]
+        return (*paths, *self._toolchains().values())
+
+    def _toolchains(self) -> dict[str, Path]:
+        """A user's Rust toolchains, read-only: rustup's directory and cargo's ``bin`` only
+        (never the rest of ``~/.cargo``, where ``credentials.toml`` and registry tokens live)."""
         home = self.ctx.environ.get("HOME")
-        if home:
-            for tool in (".cargo", ".rustup"):
-                if Path(home, tool).is_dir():
-                    paths.append(Path(home, tool))
-        return tuple(paths)
+        if not home:
+            return {}
+        found = {"cargo-bin": Path(home, ".cargo", "bin"), "rustup": Path(home, ".rustup")}
+        return {k: p for k, p in found.items() if p.is_dir() and not p.is_symlink()}
 
     def _build_env(self, prepared: _Prepared) -> dict[str, str]:
         path = [str(prepared.env / "bin"), "/usr/local/bin", "/usr/bin", "/bin"]
@@ -528,12 +532,12 @@ class SandboxedBuilder:
             "PIP_NO_INDEX": "1",
             "PIP_CONFIG_FILE": os.devnull,
         }
-        home = self.ctx.environ.get("HOME")
-        if home and Path(home, ".cargo").is_dir():
-            path.insert(1, str(Path(home, ".cargo", "bin")))
-            env["CARGO_HOME"] = str(Path(home, ".cargo"))
-        if home and Path(home, ".rustup").is_dir():
-            env["RUSTUP_HOME"] = str(Path(home, ".rustup"))
+        tools = self._toolchains()
+        if "cargo-bin" in tools:
+            path.insert(1, str(tools["cargo-bin"]))
+            env["CARGO_HOME"] = str(prepared.root / "home" / ".cargo")  # private and empty
+        if "rustup" in tools:
+            env["RUSTUP_HOME"] = str(tools["rustup"])
         env["PATH"] = ":".join(path)
         for key in (*BUILD_VARIABLES, *self.policy.pass_env):
             value = self.ctx.environ.get(key)

@@ -117,3 +117,15 @@ def test_memory_cap_holds_inside(name: str, tmp_path: Path) -> None:
     result = json.loads((work / "result.json").read_text())
     assert done.returncode == 1
     assert result["error"].startswith("MemoryError"), result
+
+
+# Landlock cannot give a build a private /dev/shm (no mount namespace), and sharing the user's
+# would expose other processes' shared memory: POSIX semaphores stay unavailable there.
+@pytest.mark.parametrize("name", ["bwrap", "userns"])
+def test_multiprocessing_works_in_namespace_backends(name: str, tmp_path: Path) -> None:
+    code = "import multiprocessing as m\nwith m.Pool(2) as p: print(sum(p.map(abs, range(10))))"
+    done = sandbox.run(
+        BACKENDS[name], _job(tmp_path, (sys.executable, "-I", "-S", "-c", code)), sandbox.Limits()
+    )
+    assert done.returncode == 0, (tmp_path / "log").read_text()
+    assert (tmp_path / "log").read_text().strip() == "45"

@@ -136,6 +136,8 @@ def _build_root(root: str, spec: dict[str, Any]) -> None:
         if os.path.exists(dev):
             _make_point(root + dev, False)
             _mount(dev, root + dev, None, MS_BIND)
+    os.makedirs(root + "/dev/shm", exist_ok=True)  # private: POSIX semaphores (multiprocessing)
+    _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=268435456,mode=1777")
     writable = str(spec["writable"])
     _bind(root, writable, readonly=False)
     os.makedirs(root + "/proc", exist_ok=True)

@@ -31,6 +31,7 @@ from safepip.resolve import ResolveOptions, resolve
 from safepip.sbom import write_sbom_if_asked
 from safepip.target import Target, find_interpreter, probe_target
 from safepip.verify import verify_wheel
+from safepip.wheelgate import check_wheel_contents, layout_from
 
 __all__ = ["Outcome", "run"]
 
@@ -234,6 +235,8 @@ def run(
         findings += check_attestations(
             settings, session, verified, default_cache_dir() / "sigstore"
         )
+        layout = layout_from(settings, target)
+        findings += check_wheel_contents(verified, policy=settings.policy, layout=layout)
         settle(findings, reporter)
         report = build_report(
             plan, options.markers, links.decisions, hashes_by_name, findings=findings

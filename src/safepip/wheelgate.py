@@ -50,6 +50,8 @@ BUILTIN_STARTUP = {
     "setuptools": frozenset({"distutils-precedence.pth"}),  # switches to its own distutils
     "coverage": frozenset({"a1_coverage.pth"}),  # measures subprocesses when asked to
     "cmeel": frozenset({"cmeel.pth"}),  # adds its prefix's site-packages to sys.path
+    "pytest-cov": frozenset({"pytest-cov.pth"}),  # up to 5.x: coverage in subprocesses
+    "pywin32": frozenset({"pywin32.pth"}),  # loads its DLLs (Windows)
 }
 
 # Projects that ship the same modules as alternative builds and cannot be installed together.
@@ -415,8 +417,8 @@ class _Judge:
                 wheel,
                 "sensitive-data",
                 m.name,
-                f"installs {rel} under the environment's prefix",
-                "a configuration or shell start-up file; review it before relying on it",
+                "is a configuration or shell start-up file under the environment's prefix",
+                "review what it configures; nothing is refused",
                 action="report",
             )
 

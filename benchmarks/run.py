@@ -195,7 +195,19 @@ def lock_cmd(tool: str, job: Job, reqs: Path) -> list[str]:
     if tool == "pip":
         out = ["-o", str(job.out / "pylock.toml")]
         return [py, "-m", "pip", "lock", "-q", *cache, *job.index(), "-r", str(reqs), *out]
-    out = ["-o", str(job.out / "requirements.lock")]
+    out = ["-o", str(job.out / "requirements.txt")]
+    if tool == "pip-compile":
+        # pip-compile runs on this interpreter (its pip), for the same platform as the target.
+        index = job.index()
+        return [
+            _bin("pip-compile"),
+            "-q",
+            "--generate-hashes",
+            "--no-header",
+            *index,
+            *out,
+            str(reqs),
+        ]
     if tool == "safepip":
         return [
             _bin("safepip"),
@@ -238,6 +250,7 @@ class Bench:
         self.empty_venv = ws.fresh_venv()
         self.installed: dict[str, tuple[Path, Path]] = {}
         self.summaries: dict[str, tuple[int, int]] = {}
+        self.lock_outputs: dict[str, Path] = {}
 
     def log(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -259,7 +272,9 @@ class Bench:
         self.record(op, tool, install_cmd(tool, self.job(url), ["--dry-run", "-r", str(reqs)]))
 
     def lock_op(self, tool: str, url: str | None) -> None:
-        self.record("lock", tool, lock_cmd(tool, self.job(url), self.web_in))
+        job = self.job(url)
+        self.record("lock", tool, lock_cmd(tool, job, self.web_in))
+        self.lock_outputs[tool] = job.out
 
     def install_cold(self, tool: str, url: str | None) -> None:
         job = self.job(url, target=self.ws.fresh_venv())
@@ -311,7 +326,7 @@ class Bench:
         for rep in range(self.args.reps):
             order = TOOLS[rep % 3 :] + TOOLS[: rep % 3]
             for name, fn, tools in ops:
-                for tool in order:
+                for tool in [*order, *(t for t in tools if t not in TOOLS)]:
                     if tool in tools:
                         fn(tool)
                 self.log(
@@ -337,6 +352,38 @@ def lock_supported(ws: Workspace) -> bool:
 
 
 # ---------------------------------------------------------------------------- the table
+
+
+def _pins_and_hashes(text: str) -> dict[str, tuple[str, frozenset[str]]]:
+    import re
+
+    out = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        m = re.match(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==(\S+)", line)
+        if m:
+            name = re.sub(r"[-_.]+", "-", m.group(1)).lower()
+            out[name] = (m.group(2), frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", line)))
+    return out
+
+
+def lock_notes(results: Results, outputs: dict[str, Path]) -> list[str]:
+    """pip-compile's time beside safepip's, and whether both locked the same pins and hashes."""
+    notes = []
+    ours, theirs = results.median("lock", "safepip"), results.median("lock", "pip-compile")
+    if ours is not None and theirs is not None:
+        notes.append(
+            f"lock, pip-compile --generate-hashes: {theirs:.2f} s (safepip/pip-compile = "
+            f"{ours / theirs:.2f})"
+        )
+    if "safepip" in outputs and "pip-compile" in outputs:
+        a = _pins_and_hashes((outputs["safepip"] / "requirements.txt").read_text())
+        b = _pins_and_hashes((outputs["pip-compile"] / "requirements.txt").read_text())
+        same = "yes" if a == b else f"NO ({sorted(set(a.items()) ^ set(b.items()))[:4]})"
+        notes.append(
+            f"lock: {len(a)} pins, {sum(len(h) for _, h in a.values())} hashes; same pins and "
+            f"hashes as pip-compile --generate-hashes: {same}"
+        )
+    return notes
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -433,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="safepip-bench-") as tmp:
         ws = Workspace(Path(tmp), real_index=False)
-        lock_tools = TOOLS if lock_supported(ws) else ("pip", "uv")
+        lock_tools = (*TOOLS, "pip-compile") if lock_supported(ws) else ("pip", "uv")
         results = Results()
         if "safepip" not in lock_tools:
             results.notes.append("lock: this safepip does not serve `lock` yet")
@@ -449,6 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             bench.run(on.simple_url, off.simple_url, lock_tools)
+        results.notes.extend(lock_notes(results, bench.lock_outputs))
         for tool, (dists, pycs) in bench.summaries.items():
             results.notes.append(f"cold install, {tool}: {dists} distributions, {pycs} .pyc files")
         text, misses = table(

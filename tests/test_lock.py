@@ -398,3 +398,83 @@ def test_require_hashes_rules(
     reqs.write_text("git+https://example.invalid/x.git@0123456789abcdef#egg=x\n")
     r = run_safepip("--python", py, "install", "-i", server.simple_url, "-r", str(reqs))
     assert r.returncode == 2 and "vcs-unsupported" in r.stderr and "x.git" in r.stderr
+
+
+def test_environments_merge_under_markers_and_install_selects_this_one(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
+) -> None:
+    import platform
+
+    if platform.machine() != "x86_64" or sys.platform != "linux":
+        pytest.skip("the local environment of this test is linux x86_64")
+    _set(index)
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}:manylinux_2_17_x86_64"
+    r = _lock(
+        server,
+        target_venv,
+        tmp_path,
+        "--environment",
+        "3.9:win_amd64",
+        "--environment",
+        here,
+        "app",
+    )
+    assert r.returncode == 0, r.stderr
+    lock = Pylock.from_dict(tomllib.loads((tmp_path / "pylock.toml").read_text()))
+    assert lock.environments is not None and len(lock.environments) == 2
+    packages = {p.name: p for p in lock.packages}
+    assert packages["app"].marker is None and packages["lib"].marker is None
+    win_only = packages["win-only"].marker
+    assert win_only is not None and 'sys_platform == "win32"' in str(win_only)
+    r = run_safepip(
+        "--python", str(target_venv / "bin/python"), "install", "-r", str(tmp_path / "pylock.toml")
+    )
+    assert r.returncode == 0, r.stderr
+    installed = _installed(target_venv)
+    assert "app-1.0.dist-info" in installed and not any(d.startswith("win_only") for d in installed)
+
+
+@pytest.mark.parametrize("archive", ["tar.gz", "zip"])
+def test_static_build_requires_read_without_running_code(tmp_path: Path, archive: str) -> None:
+    import io
+    import tarfile
+    import zipfile
+
+    from safepip.buildsystem import DEFAULT_BUILD_REQUIRES, static_build_requires
+
+    members = {
+        "p-1.0/pyproject.toml": b'[build-system]\nrequires = ["hatchling>=1", "x; os_name == \'nt\'"]\n',
+        "p-1.0/setup.py": b"raise SystemExit('must not run')\n",
+    }
+    path = tmp_path / f"p-1.0.{archive}"
+    if archive == "zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+    else:
+        with tarfile.open(path, "w:gz") as tf:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    assert static_build_requires(path, path.name) == ("hatchling>=1", "x; os_name == 'nt'")
+    bare = tmp_path / "q-1.0.tar.gz"
+    with tarfile.open(bare, "w:gz") as tf:
+        info = tarfile.TarInfo("q-1.0/setup.py")
+        info.size = 0
+        tf.addfile(info, io.BytesIO(b""))
+    assert static_build_requires(bare, bare.name) == DEFAULT_BUILD_REQUIRES
+
+
+def test_output_name_decides_the_format(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
+) -> None:
+    index.wheel("a", "1.0")
+    r = _lock(server, target_venv, tmp_path, "a", "-o", "locked.toml")
+    assert r.returncode == 2 and "pylock.NAME.toml" in r.stderr
+    r = _lock(server, target_venv, tmp_path, "a", "-o", "pylock.dev.toml")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pylock.dev.toml").read_text().startswith('lock-version = "1.0"')
+    r = _lock(server, target_venv, tmp_path, "a", "-o", "locked.toml", "--format", "requirements")
+    assert r.returncode == 0, r.stderr
+    assert "a==1.0 \\\n    --hash=sha256:" in (tmp_path / "locked.toml").read_text()

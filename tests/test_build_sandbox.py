@@ -377,3 +377,66 @@ def test_debug_sandbox_names_the_backend_and_why_not_the_others(
     assert "bwrap: not tried (not in the override list)" in forced.stdout.splitlines()
     other = run_safepip("debug", "--python", str(target_venv / "bin/python"), env=_env(isolate, ""))
     assert other.returncode == 0 and "pip version:" in other.stdout, other.stderr
+
+
+INTREE_BACKEND = """
+import base64, hashlib, os, zipfile
+
+def get_requires_for_build_wheel(config_settings=None):
+    return ["helper-dep>=1"]
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    import helper_dep  # only there if the dynamic requirement was installed
+    name = "intree-1.0-py3-none-any.whl"
+    files = {
+        "intree/__init__.py": ("HELPER = %r\\n" % helper_dep.__version__).encode(),
+        "intree-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\\nName: intree\\nVersion: 1.0\\n",
+        "intree-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }
+    def digest(data):
+        raw = hashlib.sha256(data).digest()
+        return "sha256=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    record = "".join("%s,%s,%d\\n" % (p, digest(d), len(d)) for p, d in files.items())
+    files["intree-1.0.dist-info/RECORD"] = (record + "intree-1.0.dist-info/RECORD,,\\n").encode()
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    return name
+"""
+
+
+def test_dynamic_build_requirements_and_a_backend_without_prepare_metadata(
+    index: Index, target_venv: Path, isolate: Path, build_cache: Path
+) -> None:
+    """get_requires_for_build_wheel's answer is resolved to wheels and installed before the next
+    hook; a backend with no prepare_metadata_for_build_wheel is asked for the wheel instead."""
+    index.wheel("helper-dep", "1.5")
+    pyproject = (
+        '[build-system]\nrequires = []\nbuild-backend = "intree_backend"\n'
+        'backend-path = ["_backend"]\n'
+    )
+    index.add(
+        make_project_sdist(
+            "intree",
+            "1.0",
+            pyproject=pyproject,
+            extra_files={"_backend/intree_backend.py": INTREE_BACKEND.encode()},
+        ),
+        project="intree",
+    )
+    with IndexServer(index) as srv:
+        r = run_safepip(
+            "--python",
+            str(target_venv / "bin/python"),
+            "install",
+            "--cache-dir",
+            str(build_cache),
+            "-i",
+            srv.simple_url,
+            "intree",
+            env=_env(isolate, ""),
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    site = next((target_venv / "lib").glob("python*/site-packages"))
+    assert (site / "intree" / "__init__.py").read_text() == "HELPER = '1.5'\n"
+    assert not (site / "helper_dep").exists()  # a build requirement, not an install

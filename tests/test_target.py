@@ -144,3 +144,14 @@ def test_venv_helper_is_a_virtualenv(tmp_path: Path) -> None:
     venv.EnvBuilder(with_pip=False, symlinks=True).create(path)
     target = probe_target(str(path / "bin/python"), explicit=True)
     assert target.is_virtualenv and not target.externally_managed
+
+
+def test_relative_python_path_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe runs in a private directory: a relative --python must not lose its way."""
+    _fake_env(tmp_path / "rel")
+    monkeypatch.chdir(tmp_path)
+    assert find_interpreter("rel/bin/python", {}) == (str(tmp_path / "rel/bin/python"), True)
+    assert find_interpreter("rel", {}) == (str(tmp_path / "rel/bin/python"), True)
+    assert probe_target("rel/bin/python", explicit=True).version >= (3, 10, 0)

@@ -133,7 +133,7 @@ def find_interpreter(python: str | None, environ: Mapping[str, str]) -> tuple[st
     if python:
         path = Path(python)
         if path.is_dir():
-            found = _interpreter_in(path)
+            found = _interpreter_in(path.absolute())
             if found is None:
                 raise TargetError(
                     f"no Python interpreter in {python}",
@@ -141,7 +141,7 @@ def find_interpreter(python: str | None, environ: Mapping[str, str]) -> tuple[st
                 )
             return found, True
         if path.exists():
-            return str(path), True
+            return str(path.absolute()), True  # the probe runs in another working directory
         found_on_path = shutil.which(python)
         if found_on_path:
             return found_on_path, True
@@ -183,7 +183,7 @@ def probe_target(python: str, *, explicit: bool, timeout: float = 60.0) -> Targe
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         try:
             proc = subprocess.run(
-                [python, "-E", "-c", _PROBE, tmp],
+                [_runnable(python), "-E", "-c", _PROBE, tmp],
                 capture_output=True,
                 timeout=timeout,
                 cwd=tmp,
@@ -229,6 +229,11 @@ def probe_target(python: str, *, explicit: bool, timeout: float = 60.0) -> Targe
             reference="target-is-safepip",
         )
     return target
+
+
+def _runnable(python: str) -> str:
+    """A path that still works from the probe's own working directory."""
+    return str(Path(python).absolute()) if os.sep in python else python
 
 
 def _too_old(python: str, version: tuple[int, ...]) -> TargetError:

@@ -145,3 +145,37 @@ def test_install_writes_a_valid_sbom(
     assert index_prop == server.simple_url
     deps = {d["ref"]: d["dependsOn"] for d in bom["dependencies"]}
     assert deps[by_name["app"]["bom-ref"]] == [by_name["lib"]["bom-ref"]]
+
+
+def test_lock_writes_a_valid_sbom(
+    index: Index,
+    server: IndexServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    index.wheel("app", "1.0", requires=["lib>=1"])
+    lib = index.wheel("lib", "2.0")
+    out = tmp_path / "bom.json"
+    code = main(
+        [
+            "lock",
+            "--python",
+            sys.executable,
+            "-i",
+            server.simple_url,
+            "-o",
+            str(tmp_path / "pylock.toml"),
+            "--sbom",
+            str(out),
+            "app",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "pylock.toml").is_file()
+    bom = json.loads(out.read_text())
+    _valid(bom)
+    by_name = {c["name"]: c for c in bom["components"]}
+    assert set(by_name) == {"app", "lib"}
+    assert by_name["lib"]["hashes"][0]["content"] == lib.sha256

@@ -12,7 +12,7 @@ from packaging.version import Version
 
 from safepip.cli import main
 from safepip.config import Settings
-from safepip.gates import typosquat_findings
+from safepip.gates import known_names, typosquat_findings
 from safepip.models import FileLink, IndexSource, InstalledDist, Pin, Plan, ProjectPage
 from safepip.net import NetSettings
 from safepip.typosquat import (
@@ -211,3 +211,37 @@ def test_which_projects_the_gate_checks(
         NOW,
     )
     assert [f.action for f in found] == ([expected] if expected else [])
+
+
+def test_lock_gates_names_new_to_the_lock(
+    index: Index,
+    server: IndexServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    index.wheel("reqeusts", "1.0", upload_time=_recent())
+    lock = tmp_path / "requirements.txt"
+    args = ["lock", "--python", sys.executable, "-i", server.simple_url, "-o", str(lock)]
+    assert main([*args, "reqeusts"]) == 3
+    assert "did you mean 'requests'" in capsys.readouterr().err
+    assert not lock.exists()
+    # A name the lock being updated already pins is not new: the user took it before.
+    lock.write_text("reqeusts==1.0\n")
+    assert main([*args, "reqeusts"]) == 0, capsys.readouterr().err
+    assert "reqeusts==1.0" in lock.read_text()
+
+
+def test_known_names_include_lock_pins(tmp_path: Path) -> None:
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("Reqeusts==1.0 \\\n    --hash=sha256:00\n")
+    pylock = tmp_path / "pylock.toml"
+    pylock.write_text(
+        'lock-version = "1.0"\ncreated-by = "t"\n[[packages]]\nname = "numoy"\nversion = "2.0"\n'
+        '[[packages.wheels]]\nname = "numoy-2.0-py3-none-any.whl"\n'
+        'url = "https://files.example/numoy-2.0-py3-none-any.whl"\n'
+        f'hashes = {{sha256 = "{"0" * 64}"}}\n'
+    )
+    names = known_names({canonicalize_name("six")}, [str(reqs), str(pylock), str(tmp_path / "x")])
+    assert names == {"six", "reqeusts", "numoy"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -25,7 +25,8 @@ from safepip.cooldown import (
     cooldown_policy,
     pinned_names,
 )
-from safepip.models import FileLink, Finding, IndexSource, InstalledDist, Pin, Plan, ProjectPage
+from safepip.models import FileLink, Finding, IndexSource, Pin, Plan, ProjectPage
+from safepip.report import Reporter
 from safepip.status import status_findings
 from safepip.typosquat import (
     ProjectFacts,
@@ -44,7 +45,14 @@ from safepip.vulnerabilities import (
     vulnerability_policy,
 )
 
-__all__ = ["plan_findings", "project_facts", "source_of", "with_cooldown"]
+__all__ = [
+    "gate_lock",
+    "known_names",
+    "plan_findings",
+    "project_facts",
+    "source_of",
+    "with_cooldown",
+]
 
 PagesFor = Callable[[NormalizedName], Sequence[ProjectPage]]
 
@@ -99,7 +107,7 @@ def typosquat_findings(
     settings: Settings,
     plan: Plan,
     pages_for: PagesFor,
-    installed: Mapping[NormalizedName, InstalledDist],
+    installed: Collection[NormalizedName],
     now: datetime.datetime,
 ) -> list[Finding]:
     policy = typosquat_policy(
@@ -128,11 +136,13 @@ def plan_findings(
     settings: Settings,
     plan: Plan,
     pages_for: PagesFor,
-    installed: Mapping[NormalizedName, InstalledDist],
+    installed: Collection[NormalizedName],
     now: datetime.datetime | None = None,
 ) -> list[Finding]:
-    """Every plan gate's findings for the pins to install."""
+    """Every plan gate's findings for the pins to install. ``installed``: the names already in
+    the environment (or the lock being updated); a pylock.toml installed from counts too."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
+    installed = known_names(installed, [lock.path for lock in settings.locks])
     found: list[Finding] = []
     for pin in plan.to_install():
         found.extend(status_findings(pin, pages_for(pin.name)))
@@ -234,3 +244,48 @@ def _online_database(
         return query_online(
             session, policy.online_url or DEFAULT_API, pins, timeout=settings.net.timeout
         )
+
+
+def known_names(
+    installed: Collection[NormalizedName], lock_paths: Sequence[str]
+) -> frozenset[NormalizedName]:
+    """Names the user already has: installed, or pinned in a lock file."""
+    from safepip.lock import read_existing_pins
+
+    names = set(installed)
+    for path in lock_paths:
+        names.update(read_existing_pins(path))
+    return frozenset(names)
+
+
+def union_plan(plans: Sequence[Plan]) -> Plan:
+    """One pin per project version across the plans of a lock's environments."""
+    seen: dict[tuple[NormalizedName, Version], Pin] = {}
+    for plan in plans:
+        for pin in plan.pins:
+            seen.setdefault((pin.name, pin.version), pin)
+    return Plan(pins=tuple(seen.values()))
+
+
+def gate_lock(
+    settings: Settings,
+    plans: Sequence[Plan],
+    links: object,
+    existing_lock: str,
+    reporter: Reporter,
+) -> Plan:
+    """The plan gates for ``safepip lock``: names already in the lock being updated are not new.
+    Refuses (exit 3) as an install would; returns every pin of every environment."""
+    from safepip.pipeline import settle
+
+    plan = union_plan(plans)
+    pages_for = getattr(links, "project_pages", None)
+    if pages_for is None:  # a link source without pages: gate on what the pins carry
+        pages_for = _no_pages
+    findings = plan_findings(settings, plan, pages_for, known_names((), [existing_lock]))
+    settle(findings, reporter)
+    return plan
+
+
+def _no_pages(name: NormalizedName) -> Sequence[ProjectPage]:
+    return ()

@@ -27,6 +27,7 @@ from safepip.buildsystem import static_build_requires
 from safepip.config import Settings
 from safepip.errors import ResolutionFailed, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download, download_all
+from safepip.gates import gate_lock
 from safepip.lock import (
     LockDocument,
     LockedPackage,
@@ -41,6 +42,7 @@ from safepip.models import FileLink, Hashes, IndexSource, Plan, UserRequirement
 from safepip.net import redact_url
 from safepip.report import Reporter
 from safepip.resolve import LinkSource, ResolveOptions, SdistBuilder, resolve
+from safepip.sbom import write_sbom_if_asked
 from safepip.verify import verify_wheel
 
 __all__ = ["EnvironmentSpec", "LockOutcome", "LockRequest", "environment_options", "run_lock"]
@@ -532,6 +534,8 @@ def run_lock(
     plans = _resolve_keeping_pins(
         settings, request, environments, links, fetcher, reporter, builder
     )
+    # The plan gates, and the SBOM of what is locked (safepip.gates, safepip.sbom).
+    locked_plan = gate_lock(settings, plans, links, request.output, reporter)
     _verify_chosen(plans, session, store, settings.net.timeout)
     merged = _merge(plans, environments, settings.requirements)
     packages = _locked_packages(merged, env_markers, links, settings, session, store)
@@ -556,6 +560,7 @@ def run_lock(
         )
         write_text_atomic(build_path, render(build_doc, "requirements"))
     write_text_atomic(request.output, text)
+    write_sbom_if_asked(settings.extra, locked_plan, {}, settings.sources)
     if request.output != "-":
         reporter.info(
             f"Locked {len(packages)} project(s) for {len(env_markers)} environment(s) "

@@ -475,6 +475,8 @@ def test_output_name_decides_the_format(
     r = _lock(server, target_venv, tmp_path, "a", "-o", "pylock.dev.toml")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "pylock.dev.toml").read_text().startswith('lock-version = "1.0"')
+    r = _lock(server, target_venv, tmp_path, "-r", "pylock.dev.toml", "-o", "pylock.toml")
+    assert r.returncode == 2 and "does not take a pylock.toml" in r.stderr
     r = _lock(server, target_venv, tmp_path, "a", "-o", "locked.toml", "--format", "requirements")
     assert r.returncode == 0, r.stderr
     assert "a==1.0 \\\n    --hash=sha256:" in (tmp_path / "locked.toml").read_text()

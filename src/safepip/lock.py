@@ -417,8 +417,9 @@ def _pin_from_artifact(
     if isinstance(artifact, PackageSdist):
         raise PolicyRefusal(
             f"{package.name}=={package.version} in {where} has no wheel for this environment, "
-            "only a source distribution; safepip does not run build code outside its sandbox",
-            hint="lock for this platform where wheels exist, or use a platform the lock covers",
+            "only a source distribution, and building one from a lock is not supported yet",
+            hint="build the wheel with `safepip wheel` and lock that, or lock for a platform "
+            "with wheels",
             reference="build-refused",
         )
     hashes = Hashes.from_mapping(artifact.hashes)
@@ -534,6 +535,11 @@ def _is_exact_pin(requirement: Any) -> bool:
 def check_lock_input(settings: Settings, markers: Mapping[str, str]) -> None:
     """Before resolution: a pylock.toml is installed alone, and a lock made for other
     environments is refused with a message that says so."""
+    if settings.locks and settings.command == "lock":
+        raise UsageError(
+            "`safepip lock` does not take a pylock.toml as input",
+            hint="lock from the requirements the lock was made from (its tool.safepip.command)",
+        )
     if settings.locks and (settings.requirements or settings.constraints):
         raise UsageError(
             "a pylock.toml installs exactly what it pins; it cannot be combined with other "

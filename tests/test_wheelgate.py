@@ -496,3 +496,39 @@ def test_hex_record_digests_are_accepted(fake: _Target) -> None:
         "hexy-1.0.dist-info/METADATA",
         "hexy-1.0.dist-info/WHEEL",
     }
+
+
+def test_stored_members_and_inconsistent_archives(fake: _Target) -> None:
+    name, data = make_wheel("stored", "1.0", files={"stored/a.py": b"a = 1\n" * 100})
+    src = zipfile.ZipFile(io.BytesIO(data))
+    stored = io.BytesIO()
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zf:
+        for info in src.infolist():
+            zf.writestr(info.filename, src.read(info))
+    assert fake.judge((name, stored.getvalue())) == []
+    # The local header names another file than the central directory does.
+    renamed = data.replace(b"stored/a.py", b"stored/b.py", 1)
+    assert _rules(fake.judge((name, renamed))) == {"invalid-wheel"}
+    # A member whose compressed bytes are damaged.
+    offset = src.getinfo("stored/a.py").header_offset + 30 + len("stored/a.py") + 2
+    damaged = (
+        data[:offset] + bytes(b ^ 0xFF for b in data[offset : offset + 4]) + data[offset + 4 :]
+    )
+    assert _rules(fake.judge((name, damaged))) <= {"invalid-wheel", "record-mismatch"}
+    assert _rules(fake.judge((name, damaged)))
+
+
+def test_layout_follows_pips_location_options() -> None:
+    from safepip.wheelgate import layout_for
+
+    base = ("/env/lib/py/site-packages", "/env/lib/py/site-packages", "/env/bin", "/env", "/env/i")
+    target = layout_for(*base, target_dir="/t")
+    assert (target.purelib, target.scripts, target.data) == ("/t", "/t/bin", "/t")
+    prefixed = layout_for(*base, prefix="/p", old_prefix="/env")
+    assert (prefixed.purelib, prefixed.scripts) == ("/p/lib/py/site-packages", "/p/bin")
+    rooted = layout_for(*base, root="/r")
+    assert (rooted.purelib, rooted.scripts, rooted.data) == (
+        "/r/env/lib/py/site-packages",
+        "/r/env/bin",
+        "/r/env",
+    )

@@ -9,10 +9,13 @@ import csv
 import hashlib
 import io
 import stat
+import struct
 import zipfile
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -37,6 +40,8 @@ _UNHASHED = ("RECORD", "RECORD.jws", "RECORD.p7s")
 _MAX_SMALL_FILE = 1024 * 1024  # .pth, WHEEL and entry_points.txt are read into memory up to this
 _MAX_RECORD = 256 * 1024 * 1024  # RECORD is read whole (torch's is several megabytes)
 _CHUNK = 1024 * 1024
+_RAW_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile's structFileHeader
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +178,15 @@ def _commands(text: str, filename: str) -> tuple[list[tuple[str, str]], list[Pro
 class _Reader:
     """One pass over the archive: hash every member, compare with RECORD, note what installs."""
 
-    def __init__(self, zf: zipfile.ZipFile, filename: str, project: NormalizedName) -> None:
+    def __init__(
+        self,
+        zf: zipfile.ZipFile,
+        filename: str,
+        project: NormalizedName,
+        raw: BinaryIO | None = None,
+    ) -> None:
         self.zf = zf
+        self.raw = raw
         self.filename = filename
         self.project = project
         self.problems: list[Problem] = []
@@ -317,14 +329,13 @@ class _Reader:
         )
         size = 0
         kept = bytearray() if keep else None
-        with self.zf.open(info) as f:
-            while chunk := f.read(_CHUNK):
-                size += len(chunk)
-                h256.update(chunk)
-                if other is not None:
-                    other.update(chunk)
-                if kept is not None and len(kept) < _MAX_SMALL_FILE:
-                    kept += chunk[: _MAX_SMALL_FILE - len(kept)]
+        for chunk in self._chunks(info):
+            size += len(chunk)
+            h256.update(chunk)
+            if other is not None:
+                other.update(chunk)
+            if kept is not None and len(kept) < _MAX_SMALL_FILE:
+                kept += chunk[: _MAX_SMALL_FILE - len(kept)]
         return (
             h256.digest(),
             other.digest() if other is not None else b"",
@@ -332,14 +343,65 @@ class _Reader:
             bytes(kept) if kept is not None else None,
         )
 
+    def _chunks(self, info: zipfile.ZipInfo) -> Iterator[bytes]:
+        """A member's bytes. Stored and deflated members are inflated straight from the archive
+        (RECORD's hash, checked by the caller, is stronger than the CRC zipfile would check);
+        anything else goes through zipfile."""
+        if self.raw is None or info.flag_bits & 0x1 or info.compress_type not in _RAW_METHODS:
+            with self.zf.open(info) as f:
+                while chunk := f.read(_CHUNK):
+                    yield chunk
+            return
+        yield from _raw_chunks(self.raw, info)
+
+
+def _raw_chunks(raw: BinaryIO, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    raw.seek(info.header_offset)
+    header = raw.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+    name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
+    local_name = raw.read(name_length)
+    expected = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+    if local_name != expected:
+        raise zipfile.BadZipFile(f"{info.filename}: local and central names differ")
+    raw.seek(extra_length, 1)
+    left = info.compress_size
+    inflater = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
+    produced = 0
+    while left > 0:
+        block = raw.read(min(_CHUNK, left))
+        if not block:
+            raise zipfile.BadZipFile(f"{info.filename} is truncated")
+        left -= len(block)
+        data = block if inflater is None else inflater.decompress(block, info.file_size + 1)
+        produced += len(data)
+        if produced > info.file_size:
+            raise zipfile.BadZipFile(f"{info.filename} inflates past its stated size")
+        yield data
+    if inflater is not None:
+        tail = inflater.flush()
+        produced += len(tail)
+        if tail:
+            yield tail
+    if produced != info.file_size:
+        raise zipfile.BadZipFile(f"{info.filename} is not the size the archive states")
+
 
 def scan_wheel(path: Path, filename: str, project: NormalizedName) -> WheelContents:
     """Read ``path`` once. Problems (RECORD, unsafe paths, special files) are returned, not
     raised; an unreadable archive is one ``invalid-wheel`` problem."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            return _Reader(zf, filename, project).read()
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+        with path.open("rb") as raw, zipfile.ZipFile(path) as zf:
+            return _Reader(zf, filename, project, raw).read()
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
         return WheelContents(
             filename=filename,
             project=project,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -60,11 +59,7 @@ def handoff_command(
     reqs.write_text("".join(requested_lines))
     cons.write_text("".join(constraint_lines))
     argv = [
-        sys.executable,
-        "-m",
-        "pip",
-        "--python",
-        target_python,
+        *pip_under(target_python),
         "install",
         "--isolated",
         "--no-input",
@@ -89,6 +84,14 @@ def handoff_command(
     argv += _passthrough_options(settings)
     argv += _deferred_compile_options(settings, argv)
     return argv
+
+
+def pip_under(target_python: str) -> list[str]:
+    """safepip's own pip, run under the target interpreter: what ``pip --python`` does, without
+    the first pip start-up that only re-executes itself."""
+    from pip._internal.utils.misc import get_runnable_pip
+
+    return [target_python, get_runnable_pip()]
 
 
 def _deferred_compile_options(settings: Settings, argv: Sequence[str]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -169,7 +170,7 @@ def run_handoff(
 
 
 def run_pip(argv: Sequence[str], env: Mapping[str, str]) -> int:
-    try:
-        return subprocess.run(list(argv), env=dict(env), check=False).returncode
-    except OSError as exc:
-        raise HandoffError(f"cannot run pip: {exc}") from None
+    # pip runs in its own session: a Ctrl-C reaches safepip, which stops pip and rolls back.
+    from safepip.journal import run_in_own_session
+
+    return run_in_own_session(argv, env)

@@ -22,6 +22,7 @@ from safepip.errors import PolicyRefusal, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download_all
 from safepip.gates import plan_findings, with_cooldown
 from safepip.index import IndexClient, PageCache
+from safepip.journal import guarded_handoff, recover_interrupted
 from safepip.lock import check_lock_input, check_require_hashes, lock_sources, plan_from_locks
 from safepip.models import FileLink, Finding, Plan, VerifiedFile
 from safepip.net import make_session
@@ -166,7 +167,12 @@ def run(
             hint="as with pip: add --target DIR",
         )
     python, explicit = find_interpreter(settings.python, environ)
-    target = probe_target(python, explicit=explicit)
+    target = recover_interrupted(
+        settings,
+        probe_target(python, explicit=explicit),
+        reporter,
+        reprobe=lambda: probe_target(python, explicit=explicit),
+    )
     _check_target_allowed(settings, target)
 
     session = make_session(settings.net)
@@ -252,8 +258,9 @@ def run(
         elif verified:
             from safepip.install import run_handoff
 
-            run_handoff(settings, target.executable, verified, environ)
-            compile_installed(settings, target.executable, verified, environ)
+            with guarded_handoff(settings, target, verified, reporter):
+                run_handoff(settings, target.executable, verified, environ)
+                compile_installed(settings, target.executable, verified, environ)
             installed = True
         write_sbom_if_asked(settings.extra, plan, hashes_by_name, settings.sources)
         return Outcome(plan=plan, installed=installed, report=report)

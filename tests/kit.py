@@ -11,6 +11,7 @@ import io
 import json
 import os
 import ssl
+import sys
 import tarfile
 import threading
 import urllib.parse
@@ -287,6 +288,15 @@ class Index:
         ).encode()
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """A client hanging up early (as safepip does on a fault) is not worth a traceback."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class IndexServer:
     """Serves an :class:`Index` on 127.0.0.1 in a thread.
 
@@ -323,7 +333,7 @@ class IndexServer:
                     return
                 server._serve(self, path)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.scheme = "http"
         if ssl_context is not None:  # HTTPS: the handshake runs in each request's own thread

@@ -210,7 +210,9 @@ def small_index(index: Index) -> Index:
 def _run_in_process(
     venv: Path, url: str, capfd: pytest.CaptureFixture[str], *extra: str
 ) -> tuple[int, str]:
-    code = main(["--python", str(venv / "bin/python"), "install", "-i", url, *extra])
+    # A cache of its own: pip computes its default cache directory once per process.
+    cache = ["--cache-dir", str(venv.parent / "cache")]
+    code = main(["--python", str(venv / "bin/python"), "install", *cache, "-i", url, *extra])
     return code, capfd.readouterr().err
 
 

@@ -8,11 +8,13 @@ import hashlib
 import io
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +36,7 @@ from safepip.net import (
 
 __all__ = [
     "MAX_METADATA_BYTES",
+    "ZIP_ERRORS",
     "FileStore",
     "MetadataFetcher",
     "check_hashes",
@@ -42,6 +45,18 @@ __all__ = [
 ]
 
 MAX_METADATA_BYTES = 16 * 1024 * 1024
+# What zipfile raises on a damaged or hostile archive besides BadZipFile.
+ZIP_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,  # unsupported compression or zip version
+    RuntimeError,  # encrypted members
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,  # includes UnicodeDecodeError of member names
+    struct.error,
+)
 _BLOCK = 64 * 1024
 _SUPPORTED_ALGORITHMS = ("sha256", "sha384", "sha512", "sha224", "sha1", "md5")
 _STRONG = frozenset({"sha256", "sha384", "sha512"})
@@ -95,15 +110,31 @@ def read_wheel_metadata(zf: zipfile.ZipFile, filename: str) -> bytes:
     if len(candidates) != 1:
         raise InvalidIndexPage(
             f"{filename} has {len(candidates)} .dist-info/METADATA files; a wheel has exactly one",
+            hint="the index serves a broken distribution; pin another version of it",
             reference="invalid-wheel",
         )
     info = zf.getinfo(candidates[0])
     if info.file_size > MAX_METADATA_BYTES:
-        raise InvalidIndexPage(f"{filename}: METADATA is too large", reference="invalid-wheel")
-    with zf.open(info) as member:
-        data = member.read(MAX_METADATA_BYTES + 1)
+        raise InvalidIndexPage(
+            f"{filename}: METADATA is too large",
+            hint="the index serves a broken distribution; pin another version of it",
+            reference="invalid-wheel",
+        )
+    try:
+        with zf.open(info) as member:
+            data = member.read(MAX_METADATA_BYTES + 1)
+    except ZIP_ERRORS as exc:
+        raise InvalidIndexPage(
+            f"{filename}: METADATA cannot be read: {exc}",
+            hint="the index serves a damaged wheel; check the index",
+            reference="invalid-wheel",
+        ) from None
     if len(data) > MAX_METADATA_BYTES:
-        raise InvalidIndexPage(f"{filename}: METADATA is too large", reference="invalid-wheel")
+        raise InvalidIndexPage(
+            f"{filename}: METADATA is too large",
+            hint="the index serves a broken distribution; pin another version of it",
+            reference="invalid-wheel",
+        )
     return data
 
 
@@ -319,7 +350,7 @@ class MetadataFetcher:
         try:
             with zipfile.ZipFile(path) as zf:
                 return read_wheel_metadata(zf, filename)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except ZIP_ERRORS as exc:
             raise InvalidIndexPage(
                 f"{filename} is not a readable wheel: {exc}",
                 hint="the index serves something else under a wheel's name; check the index",
@@ -333,6 +364,7 @@ class MetadataFetcher:
         except BodyTooLarge:
             raise FetchError(
                 f"metadata {redact_url(url)} is larger than {MAX_METADATA_BYTES} bytes",
+                hint="the index serves a broken distribution; pin another version of it",
                 reference="metadata-too-large",
             ) from None
         except requests.RequestException as exc:
@@ -385,14 +417,14 @@ class MetadataFetcher:
         try:
             with zipfile.ZipFile(io.BufferedReader(rf, buffer_size=_BLOCK)) as zf:
                 return read_wheel_metadata(zf, link.filename)
-        except (zipfile.BadZipFile, EOFError) as exc:
+        except requests.RequestException as exc:
+            raise FetchError(f"cannot read {redact_url(link.url)}: {type(exc).__name__}") from None
+        except ZIP_ERRORS as exc:
             raise InvalidIndexPage(
                 f"{link.filename} is not a readable wheel: {exc}",
                 hint="the index serves something else under a wheel's name; check the index",
                 reference="invalid-wheel",
             ) from None
-        except requests.RequestException as exc:
-            raise FetchError(f"cannot read {redact_url(link.url)}: {type(exc).__name__}") from None
 
     def _by_download(self, link: FileLink) -> bytes:
         path, _ = download(self.session, link, self.store, Hashes(), self.timeout)

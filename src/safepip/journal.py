@@ -366,6 +366,8 @@ class _Journal:
         with contextlib.suppress(FileNotFoundError):
             (self.directory / _JOURNAL_FILE).unlink()
         shutil.rmtree(self.directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.directory.parent.rmdir()  # the last transaction leaves no trace
 
 
 def _keep(path: Path, kept: Path) -> None:
@@ -436,10 +438,10 @@ def _fsync_dir(directory: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(home: Path, reporter: Reporter) -> Iterator[int]:
-    """The target's journal lock (flock: released by the kernel when its holders die)."""
-    directory = home / JOURNAL_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    """The target's lock: flock on the journal's home directory itself, so no lock file is left
+    behind, and the kernel releases it when its holders die."""
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -69,6 +69,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"policy file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"policy file {path} is not UTF-8: {exc.reason} at byte {exc.start}",
+            hint="TOML files are UTF-8",
+        ) from None
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,9 +128,12 @@ def load_policy(
             continue
         data = _read_toml(source.path)
         if source.path.name == "pyproject.toml":
-            data = data.get("tool", {}).get("safepip", {})
+            tool = data.get("tool", {})
+            data = tool.get("safepip", {}) if isinstance(tool, dict) else {}
             if not data:
                 continue
+            if not isinstance(data, dict):
+                raise ConfigError(f"[tool.safepip] in {source.path} must be a table")
         used.append(source)
         if source.trusted:
             trusted = _merge(trusted, data)

@@ -108,7 +108,10 @@ def parse_requirement_line(
                 hint="name the project and let safepip fetch it from an index",
                 reference="unsupported-requirement",
             ) from None
-        raise RequirementsError(f"invalid requirement {text!r} ({comes_from}): {exc}") from None
+        first, *detail = str(exc).splitlines() or [""]
+        raise RequirementsError(
+            f"invalid requirement {text!r} ({comes_from}): {first}", context=tuple(detail)
+        ) from None
     if req.url is not None:
         raise UsageError(
             f"direct URL requirement {text!r} ({comes_from}) is not supported yet",
@@ -307,6 +310,11 @@ def read_requirements(
             raise RequirementsError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
         except optparse.OptionError as exc:
             raise RequirementsError(f"{filename}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise RequirementsError(
+                f"{filename} is not text in a known encoding: {exc.reason} at byte {exc.start}",
+                hint="save the file as UTF-8",
+            ) from None
         for item in parsed:
             if item.is_editable:
                 raise UsageError(

@@ -51,21 +51,31 @@ class CoreMetadata:
     raw: bytes
 
 
+_BROKEN_METADATA_HINT = "the index serves a broken distribution; pin another version of it"
+
+
 def parse_metadata(raw: bytes, where: str) -> CoreMetadata:
     """The fields of core metadata that resolution needs; malformed metadata is an error."""
     if len(raw) > 16 * 1024 * 1024:
-        raise SafepipError(f"metadata of {where} is too large", reference="invalid-metadata")
+        raise SafepipError(
+            f"metadata of {where} is too large",
+            hint=_BROKEN_METADATA_HINT,
+            reference="invalid-metadata",
+        )
     msg = email.parser.BytesParser().parsebytes(raw, headersonly=True)
     name, version = msg.get("Name"), msg.get("Version")
     if not name or not version:
         raise SafepipError(
-            f"metadata of {where} has no Name or Version", reference="invalid-metadata"
+            f"metadata of {where} has no Name or Version",
+            hint=_BROKEN_METADATA_HINT,
+            reference="invalid-metadata",
         )
     try:
         parsed_version = Version(str(version))
     except InvalidVersion:
         raise SafepipError(
             f"metadata of {where} has an invalid version {str(version)[:80]!r}",
+            hint=_BROKEN_METADATA_HINT,
             reference="invalid-metadata",
         ) from None
     requires = tuple(str(r) for r in msg.get_all("Requires-Dist") or ())
@@ -383,6 +393,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             except InvalidRequirement:
                 raise SafepipError(
                     f"{parent!r} declares an invalid requirement {text[:120]!r}",
+                    hint=_BROKEN_METADATA_HINT,
                     reference="invalid-metadata",
                 ) from None
             if req.url:

@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 from safepip.errors import PolicyRefusal
-from safepip.fetch import read_wheel_metadata
+from safepip.fetch import ZIP_ERRORS, read_wheel_metadata
 from safepip.models import FileLink, Pin
 from safepip.resolve import parse_metadata
 
@@ -23,7 +23,7 @@ def verify_wheel(pin: Pin, path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
             raw = read_wheel_metadata(zf, filename)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         raise PolicyRefusal(
             f"{filename} is not a readable wheel: {exc}", reference="invalid-wheel"
         ) from None

@@ -95,7 +95,10 @@ def _run_pipeline(command: str, args: Sequence[str]) -> int:
 
     settings = parse_pipeline_args(command, args)
     stream = sys.stderr if settings.report == "-" else sys.stdout
-    run(settings, reporter=TerminalReporter(settings.verbosity, stream))
+    from safepip.journal import terminations_interrupt
+
+    with terminations_interrupt():  # SIGTERM unwinds like Ctrl-C: nothing left half-written
+        run(settings, reporter=TerminalReporter(settings.verbosity, stream))
     return ExitStatus.OK
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "guarded_handoff",
     "recover_interrupted",
     "run_in_own_session",
+    "terminations_interrupt",
 ]
 
 JOURNAL_DIR = ".safepip-journal"
@@ -494,6 +495,27 @@ def _signal_handlers(handler: Any) -> Iterator[None]:
         for signum in _SIGNALS:
             previous[signum] = signal.signal(signum, handler)
     except ValueError:  # not the main thread: signals cannot be handled here
+        pass
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+@contextlib.contextmanager
+def terminations_interrupt() -> Iterator[None]:
+    """While inside (a whole run), SIGTERM and SIGHUP unwind like Ctrl-C: temporary files are
+    removed and nothing is left half-written. The hand-off's own handlers take over inside it."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous: dict[int, Any] = {}
+    try:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread
         pass
     try:
         yield

@@ -36,6 +36,7 @@ __all__ = [
     "TargetNotWritable",
     "UninstallImpossible",
     "guarded_handoff",
+    "journal_pending",
     "recover_interrupted",
     "run_in_own_session",
     "terminations_interrupt",
@@ -452,6 +453,11 @@ def _locked(home: Path, reporter: Reporter) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def journal_pending(home: Path) -> bool:
+    """Whether a run into ``home`` (site-packages, or --target) left a journal to replay."""
+    return (home / JOURNAL_DIR).is_dir()
 
 
 def _pending(home: Path) -> list[_Journal]:

@@ -102,6 +102,7 @@ json.dump({
     "prefix": sys.prefix,
     "base_prefix": getattr(sys, "base_prefix", sys.prefix),
     "stdlib": sysconfig.get_paths().get("stdlib", ""),
+    "purelib": sysconfig.get_paths().get("purelib", ""),
     "markers": markers,
     "dists": list(dists.values()),
 }, sys.stdout)
@@ -301,6 +302,7 @@ def _satisfied(request: _Request, environ: Mapping[str, str]) -> Satisfied | Non
     hashed = request.require_hashes or any(line.hashes for line in request.lines)
     if hashed and not all(_pinned_with_hash(line) for line in request.lines):
         raise _NotSimple()  # the full way explains what --require-hashes needs
+    from safepip.journal import journal_pending
     from safepip.target import find_interpreter
 
     python, explicit = find_interpreter(request.python, environ)
@@ -313,6 +315,8 @@ def _satisfied(request: _Request, environ: Mapping[str, str]) -> Satisfied | Non
         and Path(probe["stdlib"], "EXTERNALLY-MANAGED").is_file()
     ):
         raise _NotSimple()  # refused on the full way, as pip refuses
+    if journal_pending(Path(str(probe.get("purelib", "")))):
+        raise _NotSimple()  # a killed run's rollback journal: the full way replays it first
     installed = _installed(probe["dists"])
     markers: dict[str, str] = dict(probe["markers"])
     requested: list[tuple[NormalizedName, Version]] = []

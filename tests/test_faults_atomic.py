@@ -170,8 +170,14 @@ def test_interrupts_at_random_moments_leave_untouched_or_complete(
 
 
 def _kill_during_handoff(venv: Path, url: str, spec: str) -> None:
+    """SIGKILL safepip as soon as pip has installed part of ``spec``'s wheels."""
+    version = spec.split("==")[1]
     proc = _start_and_wait_for_handoff(venv, url, spec)
-    time.sleep(random.Random(_seed()).uniform(0.2, 1.5))
+    deadline = time.monotonic() + 120
+    while not any(_site(venv).glob(f"lib*-{version}.dist-info")):
+        assert proc.poll() is None, "pip finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
     proc.kill()
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL

@@ -99,6 +99,26 @@ def test_data_path_escape_is_refused(index: Index, server: IndexServer, target_v
     assert "unsafe-path" in err and "wgtest_escape-1.0.data/data/../../../../home/.bashrc" in err
 
 
+def test_download_checks_the_archive_only(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
+) -> None:
+    name, data = make_wheel("wgtest-tampered", "1.0")
+    index.add((name, _replace_member(data, "wgtest_tampered/__init__.py", b"import evil\n")))
+    index.wheel("wgtest-helper", "1.0", entry_points="[console_scripts]\npip = helper:main\n")
+    py = str(target_venv / "bin/python")
+    out = tmp_path / "out"
+    r = run_safepip(
+        "--python", py, "download", "-d", str(out), "-i", server.simple_url, "wgtest-tampered"
+    )
+    assert r.returncode == 3 and "record-mismatch" in r.stderr and not out.exists()
+    # Nothing is installed by download, so a command name cannot shadow anything.
+    r = run_safepip(
+        "--python", py, "download", "-d", str(out), "-i", server.simple_url, "wgtest-helper"
+    )
+    assert r.returncode == 0, r.stderr
+    assert (out / "wgtest_helper-1.0-py3-none-any.whl").is_file()
+
+
 def test_dry_run_runs_the_gate(index: Index, server: IndexServer, target_venv: Path) -> None:
     index.wheel("wgtest-helper", "1.0", entry_points="[console_scripts]\npython3 = helper:main\n")
     before = tree_digest(target_venv)

@@ -75,6 +75,7 @@ _ALTERNATIVES: tuple[frozenset[str], ...] = (
     frozenset({"pyserial", "serial"}),
     frozenset({"python-docx", "docx"}),
     frozenset({"msgpack", "msgpack-python"}),
+    frozenset({"pygame", "pygame-ce"}),  # measured: pygame-ce ships the pygame package
 )
 
 _RESERVED_COMMAND = re.compile(

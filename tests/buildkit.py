@@ -72,8 +72,9 @@ def backend_wheel(project: str) -> tuple[str, bytes]:
             )
         ):
             continue
-        if ".dist-info/" in path:
-            dist_info = path.split("/", 1)[0]
+        top = path.split("/", 1)[0]
+        if top.endswith(".dist-info"):  # not a vendored project's dist-info deeper down
+            dist_info = top
         contents[path] = file.locate().read_bytes()
     assert dist_info is not None, project
     contents[f"{dist_info}/WHEEL"] = (

@@ -395,9 +395,12 @@ def test_require_hashes_rules(
     )
     assert r.returncode == 0, r.stderr
     assert {"a-1.0.dist-info", "b-1.0.dist-info"} <= _installed(target_venv)
+    # A git URL needs a full commit id in hash-checking mode: refused before anything is fetched.
     reqs.write_text("git+https://example.invalid/x.git@0123456789abcdef#egg=x\n")
-    r = run_safepip("--python", py, "install", "-i", server.simple_url, "-r", str(reqs))
-    assert r.returncode == 2 and "vcs-unsupported" in r.stderr and "x.git" in r.stderr
+    r = run_safepip(
+        "--python", py, "install", "--require-hashes", "-i", server.simple_url, "-r", str(reqs)
+    )
+    assert r.returncode == 3 and "hash-unpinned" in r.stderr and "x.git" in r.stderr
 
 
 def test_environments_merge_under_markers_and_install_selects_this_one(

@@ -90,7 +90,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "con.txt").write_text("b<2\n")
     (tmp_path / "hashed.txt").write_text(f"a==1.0 --hash=sha256:{'0' * 64}\n")
     (tmp_path / "script.py").write_text("# /// script\n# dependencies = ['a']\n# ///\n")
-    (tmp_path / "pyproject.toml").write_text('[dependency-groups]\ndev = ["a>=1"]\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "workdir-project"\nversion = "1"\n[dependency-groups]\ndev = ["a>=1"]\n'
+    )
     (tmp_path / "links").mkdir()
     return tmp_path
 

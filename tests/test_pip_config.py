@@ -135,22 +135,34 @@ def test_index_url_in_a_file_replaces_the_command_lines(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "why"),
+    ("line", "name", "kind", "editable"),
     [
-        ("app @ https://files.invalid/app-1.0-py3-none-any.whl", "direct URL"),
-        ("./local/project", "local path or URL"),
-        ("https://files.invalid/app-1.0.tar.gz", "local path or URL"),
-        ("-e ./local/project", "editable"),
+        ("app @ https://files.invalid/app-1.0-py3-none-any.whl", "app", "wheel", False),
+        ("https://files.invalid/app-1.0.tar.gz", "app", "archive", False),
+        ("-e ./local/project", "local-project", "directory", True),
+        ("./local/project", "local-project", "directory", False),
     ],
 )
-def test_direct_urls_and_paths_are_refused_with_a_reason(
-    line: str, why: str, tmp_path: Path
+def test_direct_references_in_files_read_with_pips_meaning(
+    line: str, name: str, kind: str, editable: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Paths are taken from the current directory, as pip takes them."""
+    project = tmp_path / "local" / "project"
+    project.mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "local-project"\nversion = "1"\n')
+    monkeypatch.chdir(tmp_path)
     reqs = _write(tmp_path / "r.txt", line + "\n")
+    (req,) = parse_pipeline_args("install", ["-r", str(reqs)]).requirements
+    assert req.name == name and req.direct is not None
+    assert req.direct.kind == kind and req.direct.editable is editable
+    assert "r.txt" in req.comes_from
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
+    reqs = _write(tmp_path / "r.txt", "./no/such/project-1.0-py3-none-any.whl\n")
     with pytest.raises(UsageError) as info:
         parse_pipeline_args("install", ["-r", str(reqs)])
-    assert why in info.value.message and info.value.hint
-    assert "r.txt" in info.value.message or why == "editable"
+    assert "r.txt" in info.value.message and info.value.hint
 
 
 def test_broken_requirement_files(tmp_path: Path) -> None:

@@ -187,6 +187,8 @@ def _restrict(spec: dict[str, Any]) -> None:
     for dev in spec["devices"]:
         _allow(ruleset, str(dev), FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE, abi)
     _allow(ruleset, str(spec["writable"]), _fs_rights(abi), abi)
+    for extra in spec.get("also_writable", []):
+        _allow(ruleset, str(extra), _fs_rights(abi), abi)
     for cap in range(64):
         if _libc.prctl(PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0) != 0:
             break

@@ -140,6 +140,8 @@ def _build_root(root: str, spec: dict[str, Any]) -> None:
     _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=268435456,mode=1777")
     writable = str(spec["writable"])
     _bind(root, writable, readonly=False)
+    for extra in spec.get("also_writable", []):
+        _bind(root, str(extra), readonly=False)
     os.makedirs(root + "/proc", exist_ok=True)
     _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     old = root + "/.old-root"

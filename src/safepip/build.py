@@ -283,6 +283,87 @@ class SandboxedBuilder:
         if self._work_dir is not None:
             sandbox.remove_tree(self._work_dir)
 
+    # direct.TreeBuilder: a project directory or VCS checkout, built where it is
+
+    def prepare_tree_metadata(self, tree: Path, name: str, *, editable: bool) -> bytes:
+        prepared = self._prepare_tree(tree, canonicalize_name(name), editable)
+        if not prepared.metadata:
+            kind = "editable" if editable else "wheel"
+            out = self._fresh(prepared.root / "out")
+            result = self._hook(prepared, f"prepare_metadata_for_build_{kind}", [str(out)])
+            if result is None:
+                prepared.wheel = self._tree_wheel(prepared, editable)
+                with zipfile.ZipFile(prepared.wheel) as zf:
+                    from safepip.fetch import read_wheel_metadata
+
+                    prepared.metadata = read_wheel_metadata(zf, prepared.wheel.name)
+            else:
+                prepared.metadata = self._metadata_file(prepared, out, str(result))
+        return prepared.metadata
+
+    def build_tree(self, tree: Path, pin: Pin, *, editable: bool) -> Path:
+        prepared = self._prepare_tree(tree, pin.name, editable)
+        wheel = prepared.wheel or self._tree_wheel(prepared, editable)
+        self._check_wheel_name(pin, wheel)
+        return wheel
+
+    def _prepare_tree(self, tree: Path, name: NormalizedName, editable: bool) -> _Prepared:
+        key = f"{tree.resolve().as_uri()}#editable={editable}"
+        found = self._prepared.get(key)
+        if found is not None:
+            return found
+        kind = "editable" if editable else "wheel"
+        link = FileLink(filename=tree.name or str(tree), url=tree.resolve().as_uri(), index_url="")
+        system = read_build_system(tree, str(tree))
+        self._scan(name, link, tree, system)
+        backend = self._sandbox()
+        root = Path(tempfile.mkdtemp(prefix="tree-", dir=self._work))
+        for sub in ("home", "tmp", "out"):
+            (root / sub).mkdir()
+        env = self._environment(system.requires, str(tree))
+        prepared = _Prepared(
+            link=link, name=name, root=root, source=tree.resolve(), system=system, env=env
+        )
+        self._prepared[key] = prepared
+        self.ctx.reporter.info(f"Building {tree} ({kind}) in the {backend.name} sandbox")
+        self.findings.append(_build_record(name, link, backend, name in self.policy.network))
+        extra = self._hook(prepared, f"get_requires_for_build_{kind}", [])
+        if isinstance(extra, list) and extra:
+            if not all(isinstance(r, str) for r in extra):
+                raise BuildFailed(f"{tree}: get_requires_for_build_{kind} returned non-strings")
+            prepared.env = self._environment((*system.requires, *extra), str(tree))
+        return prepared
+
+    def _tree_wheel(self, prepared: _Prepared, editable: bool) -> Path:
+        kind = "editable" if editable else "wheel"
+        out = self._fresh(prepared.root / "out")
+        result = self._hook(prepared, f"build_{kind}", [str(out)])
+        if result is None:
+            raise BuildFailed(
+                f"{prepared.source}: its build backend cannot make an editable install (PEP 660)",
+                hint="install it without -e, or update its build backend",
+                reference="build-failed",
+            )
+        name = str(result)
+        path = out / name
+        if "/" in name or not name.endswith(".whl") or path.is_symlink() or not path.is_file():
+            raise BuildFailed(f"{prepared.source}: the backend produced no wheel")
+        kept = self._work / "wheels"
+        kept.mkdir(exist_ok=True)
+        dest = kept / name
+        shutil.copyfile(path, dest)
+        return dest
+
+    def _metadata_file(self, prepared: _Prepared, out: Path, name: str) -> bytes:
+        if "/" in name or name in ("", ".", "..") or not name.endswith(".dist-info"):
+            raise BuildFailed(
+                f"{prepared.link.filename}: the backend named a bad metadata directory {name[:80]!r}"
+            )
+        path = out / name / "METADATA"
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 16 * 1024 * 1024:
+            raise BuildFailed(f"{prepared.link.filename}: the backend produced no METADATA")
+        return path.read_bytes()
+
     @property
     def _work(self) -> Path:
         if self._work_dir is None:
@@ -471,6 +552,9 @@ class SandboxedBuilder:
             env=self._build_env(prepared),
             log=log,
             network=prepared.name in self.policy.network,
+            also_writable=()
+            if prepared.source.is_relative_to(prepared.root)
+            else (prepared.source,),
         )
         done = sandbox.run(self._sandbox(), job, limits)
         if done.timed_out:

@@ -71,7 +71,6 @@ __all__ = [
 
 LockFormat = Literal["pylock", "requirements"]
 ENVIRONMENT_HEADER = "# environment: "
-_VCS_SCHEMES = ("git+", "hg+", "svn+", "bzr+")
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -558,6 +557,20 @@ def _hashes_required(settings: Settings) -> bool:
     return trusted is True or project is True
 
 
+def check_direct_hash_mode(settings: Settings) -> None:
+    """In hash-checking mode, refuse a direct reference that cannot be verified before anything
+    is checked out or downloaded."""
+    if not _hashes_required(settings):
+        return
+    from safepip.direct import hash_mode_refusal
+
+    for r in settings.requirements:
+        if r.direct is not None:
+            refusal = hash_mode_refusal(r)
+            if refusal is not None:
+                raise refusal
+
+
 def check_require_hashes(settings: Settings, plan: Plan) -> None:
     """pip's ``--require-hashes`` (turned on by any ``--hash``, the option, a lock, or the
     policy's ``[hashes] require = true``), and more: a constraint's ``==`` pin and hashes count
@@ -566,13 +579,13 @@ def check_require_hashes(settings: Settings, plan: Plan) -> None:
         return
     pinned_by_constraint = {c.name for c in settings.constraints if _is_exact_pin(c.requirement)}
     for r in settings.requirements:
-        if r.requirement.url:
-            raise PolicyRefusal(
-                f"{r.requirement} ({r.comes_from}) is a direct URL without a hash, "
-                "which --require-hashes forbids",
-                hint="add --hash=sha256:... for the file, or lock it with `safepip lock`",
-                reference="hash-missing",
-            )
+        if r.direct is not None:
+            from safepip.direct import hash_mode_refusal
+
+            refusal = hash_mode_refusal(r)
+            if refusal is not None:
+                raise refusal
+            continue
         if not _is_exact_pin(r.requirement) and r.name not in pinned_by_constraint:
             raise PolicyRefusal(
                 f"{r.requirement} ({r.comes_from}) is not pinned with ==, "
@@ -581,22 +594,10 @@ def check_require_hashes(settings: Settings, plan: Plan) -> None:
                 reference="hash-unpinned",
             )
     for pin in plan.to_install():
-        if not pin.expected_hashes:
+        # A git URL pinned to a full commit id counts as hashed (checked after checkout).
+        if not pin.expected_hashes and not (pin.direct and pin.direct.kind == "vcs"):
             raise PolicyRefusal(
                 f"{pin.name}=={pin.version} has no --hash, as --require-hashes requires",
                 hint="add its hashes to the requirements or constraints, e.g. with `safepip lock`",
                 reference="hash-missing",
             )
-
-
-def vcs_refusal(text: str, comes_from: str) -> UsageError | None:
-    """A clear refusal for a VCS requirement (``git+https://...``), or None for other text."""
-    before, at, after = text.partition("@")
-    url = after.strip() if at and "://" not in before else text.strip()
-    if not url.lower().startswith(_VCS_SCHEMES):
-        return None
-    return UsageError(
-        f"VCS requirement {text!r} ({comes_from}) is not supported yet",
-        hint="depend on a released version from an index, or build a wheel and lock it",
-        reference="vcs-unsupported",
-    )

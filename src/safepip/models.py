@@ -14,6 +14,7 @@ from packaging.version import Version
 
 __all__ = [
     "AlreadyInstalled",
+    "DirectReference",
     "FileLink",
     "Finding",
     "Hashes",
@@ -125,6 +126,21 @@ class ProjectPage:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectReference:
+    """Where a requirement says its project comes from, instead of an index: a wheel or source
+    archive (local or remote), a project directory (possibly editable), or a git URL.
+
+    ``url`` never carries credentials; ``credentials_url`` keeps them (for fetching only)."""
+
+    url: str
+    kind: Literal["wheel", "archive", "directory", "vcs"]
+    editable: bool = False
+    subdirectory: str | None = None
+    credentials_url: str | None = None
+    commit_id: str | None = None  # the commit a VCS reference was checked out at
+
+
+@dataclass(frozen=True, slots=True)
 class UserRequirement:
     """A requirement the user named, with where it came from and the hashes given for it."""
 
@@ -132,6 +148,7 @@ class UserRequirement:
     comes_from: str
     hashes: Hashes = Hashes()
     constraint: bool = False
+    direct: DirectReference | None = None
 
     @property
     def name(self) -> NormalizedName:
@@ -171,6 +188,7 @@ class Pin:
     requested: bool = False
     expected_hashes: Hashes = Hashes()  # from --hash and constraint files
     metadata: bytes = b""  # the core metadata the resolver used
+    direct: DirectReference | None = None  # the user named this pin's source
 
     @property
     def needs_install(self) -> bool:

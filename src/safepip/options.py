@@ -57,9 +57,7 @@ DISPOSITIONS: Mapping[str, Disposition] = {
     "--only-deps": Refused(
         "--only-deps is not supported yet; list the dependencies in a requirements file"
     ),
-    "--editable": Refused(
-        "editable installs run the project's build backend; install a built wheel instead"
-    ),
+    "--editable": Honoured("requirements"),
     "--dry-run": Honoured("dry_run"),
     "--target": Honoured("target_dir"),
     "--platform": Honoured("platforms"),
@@ -70,7 +68,10 @@ DISPOSITIONS: Mapping[str, Disposition] = {
     "--no-user": Honoured("user"),
     "--root": Honoured("root"),
     "--prefix": Honoured("prefix"),
-    "--src": Refused("--src only applies to editable VCS checkouts, which are not supported"),
+    "--src": Refused(
+        "--src only places editable VCS checkouts, and safepip installs a VCS requirement from a "
+        "clean checkout at a recorded commit, never as an editable"
+    ),
     "--upgrade": Honoured("upgrade"),
     "--upgrade-strategy": Honoured("upgrade_strategy"),
     "--force-reinstall": Honoured("force_reinstall"),

@@ -3,8 +3,10 @@ hand-off → report. Only this module knows the order."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +20,26 @@ from safepip.attest import check_files as check_attestations
 from safepip.build import BuildContext, SandboxedBuilder
 from safepip.bytecode import compile_installed
 from safepip.config import Settings
+from safepip.direct import (
+    build_trees,
+    is_tree,
+    origin_records,
+    prepare_direct,
+    record_origins,
+    refuse_direct_in_lock,
+)
 from safepip.errors import PolicyRefusal, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download_all
 from safepip.gates import plan_findings, with_cooldown
 from safepip.index import IndexClient, PageCache
 from safepip.journal import guarded_handoff, recover_interrupted
-from safepip.lock import check_lock_input, check_require_hashes, lock_sources, plan_from_locks
+from safepip.lock import (
+    check_direct_hash_mode,
+    check_lock_input,
+    check_require_hashes,
+    lock_sources,
+    plan_from_locks,
+)
 from safepip.models import FileLink, Finding, Plan, VerifiedFile
 from safepip.net import make_session
 from safepip.precedence import IndexLinks
@@ -182,6 +198,7 @@ def run(
     sources = lock_sources(settings.locks) if settings.locks else settings.sources
     client = IndexClient(session, sources, cache=pages, timeout=settings.net.timeout)
     builder: SandboxedBuilder | None = None
+    stack = contextlib.ExitStack()
     try:
         links = IndexLinks.for_settings(client, settings.policy, settings.extra, reporter)
         fetcher = MetadataFetcher(session, store, timeout=settings.net.timeout)
@@ -193,7 +210,17 @@ def run(
                 settings, target, cooled, fetcher, session, store, options, reporter, environ, root
             )
         )
+        trees = builder  # project directories and git checkouts build in the same sandbox
+        check_direct_hash_mode(settings)  # before any checkout or download
+        direct, direct_findings = prepare_direct(
+            [*settings.requirements, *settings.constraints],
+            fetcher,
+            builder,
+            trees,
+            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="safepip-direct-"))),
+        )
         if settings.command == "lock":
+            refuse_direct_in_lock(direct)
             from safepip.locker import run_lock
 
             run_lock(settings, options, cooled, fetcher, session, store, reporter, builder)
@@ -214,11 +241,14 @@ def run(
                 fetcher,
                 options,
                 builder=builder,
+                direct=direct,
             )
         check_require_hashes(settings, plan)
-        findings: list[Finding] = list(builder.findings)
+        findings: list[Finding] = [*direct_findings, *builder.findings]
         # Plan gates (on the chosen pins, before any file is downloaded) add their findings here.
-        findings.extend(plan_findings(settings, plan, links.project_pages, target.installed))
+        # (Projects named by a direct reference are never looked up on an index.)
+        index_plan = Plan(pins=tuple(p for p in plan.pins if p.direct is None))
+        findings.extend(plan_findings(settings, index_plan, links.project_pages, target.installed))
         to_install = plan.to_install()
         for pin in plan.pins:
             if not pin.needs_install and pin.requested:
@@ -226,23 +256,38 @@ def run(
         items = []
         for pin in to_install:
             assert isinstance(pin.source, FileLink)
+            if is_tree(pin):
+                continue
             reporter.detail(f"Collecting {pin.name}=={pin.version} from {pin.source.filename}")
             items.append((pin.source, pin.expected_hashes))
         results = download_all(session, items, store, settings.net.timeout)
         verified = []
         hashes_by_name: dict[str, str] = {}
-        for pin, (path, digests) in zip(to_install, results, strict=True):
+        fetched = [pin for pin in to_install if not is_tree(pin)]
+        for pin, (path, digests) in zip(fetched, results, strict=True):
             verify_wheel(pin, path)
             verified.append(VerifiedFile(pin=pin, path=path, sha256=digests["sha256"]))
             hashes_by_name[pin.name] = digests["sha256"]
         verified = builder.wheels_for(verified)  # sdists built in the sandbox, wheels checked
         findings.extend(f for f in builder.findings if f not in findings)
+        built_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="safepip-built-")))
+        for vf in build_trees([p for p in to_install if is_tree(p)], trees, built_dir):
+            verify_wheel(vf.pin, vf.path)
+            verified.append(vf)
+            hashes_by_name[vf.pin.name] = vf.sha256
         # File gates (on the verified files, before pip runs) add their findings here.
         findings += check_attestations(
             settings, session, verified, default_cache_dir() / "sigstore"
         )
         layout = layout_from(settings, target)
-        findings += check_wheel_contents(verified, policy=settings.policy, layout=layout)
+        findings += check_wheel_contents(
+            verified,
+            policy=settings.policy,
+            layout=layout,
+            local_editables=[
+                vf.path for vf in verified if vf.pin.direct and vf.pin.direct.editable
+            ],
+        )
         settle(findings, reporter)
         report = build_report(
             plan, options.markers, links.decisions, hashes_by_name, findings=findings
@@ -260,11 +305,20 @@ def run(
 
             with guarded_handoff(settings, target, verified, reporter):
                 run_handoff(settings, target.executable, verified, environ)
+                record_origins(
+                    target.executable,
+                    origin_records(verified, hashes_by_name),
+                    target_dir=settings.target_dir,
+                    user=settings.user,
+                    prefix=settings.prefix,
+                    root=settings.root,
+                )
                 compile_installed(settings, target.executable, verified, environ)
             installed = True
         write_sbom_if_asked(settings.extra, plan, hashes_by_name, settings.sources)
         return Outcome(plan=plan, installed=installed, report=report)
     finally:
+        stack.close()
         if builder is not None:
             builder.close()
         client.close()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from safepip import __version__
-from safepip.models import FileLink, Finding, Pin, Plan
+from safepip.models import DirectReference, FileLink, Finding, Pin, Plan
 from safepip.net import redact_url
 
 __all__ = ["NullReporter", "Reporter", "TerminalReporter", "build_report", "metadata_to_json"]
@@ -115,6 +115,13 @@ def _download_info(link: FileLink, sha256: str | None) -> dict[str, Any]:
     return info
 
 
+def _direct_info(reference: DirectReference, sha256: str | None) -> dict[str, Any]:
+    from safepip.direct import direct_url_json
+
+    file_hash = sha256 if reference.kind in ("wheel", "archive") else None
+    return direct_url_json(reference, sha256=file_hash, commit_id=reference.commit_id)
+
+
 def build_report(
     plan: Plan,
     environment: Mapping[str, str],
@@ -133,13 +140,15 @@ def build_report(
         install.append(
             {
                 "metadata": metadata_to_json(pin.metadata),
-                "is_direct": False,
+                "is_direct": pin.direct is not None,
                 "is_yanked": link.yanked,
                 "requested": pin.requested,
                 **(
                     {"requested_extras": sorted(pin.extras)} if pin.requested and pin.extras else {}
                 ),
-                "download_info": _download_info(link, file_hashes.get(pin.name) or link.sha256),
+                "download_info": _download_info(link, file_hashes.get(pin.name) or link.sha256)
+                if pin.direct is None
+                else _direct_info(pin.direct, file_hashes.get(pin.name)),
             }
         )
     return {

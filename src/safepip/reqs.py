@@ -13,7 +13,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from safepip.errors import RequirementsError, UsageError
-from safepip.lock import LockSource, is_pylock_path, requirements_environments, vcs_refusal
+from safepip.lock import LockSource, is_pylock_path, requirements_environments
 from safepip.models import Hashes, UserRequirement
 
 if sys.version_info >= (3, 11):
@@ -96,28 +96,19 @@ class _SessionShim:
 def parse_requirement_line(
     text: str, comes_from: str, hashes: Hashes = Hashes()
 ) -> UserRequirement:
-    vcs = vcs_refusal(text, comes_from)
-    if vcs is not None:
-        raise vcs
+    from safepip.direct import looks_like_direct, parse_direct
+
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        if text.startswith((".", "/", "file:")) or "://" in text:
-            raise UsageError(
-                f"{text!r} ({comes_from}) is a local path or URL, which is not supported yet",
-                hint="name the project and let safepip fetch it from an index",
-                reference="unsupported-requirement",
-            ) from None
+        if looks_like_direct(text):
+            return parse_direct(text, comes_from, hashes)
         first, *detail = str(exc).splitlines() or [""]
         raise RequirementsError(
             f"invalid requirement {text!r} ({comes_from}): {first}", context=tuple(detail)
         ) from None
     if req.url is not None:
-        raise UsageError(
-            f"direct URL requirement {text!r} ({comes_from}) is not supported yet",
-            hint="install the project from an index, or download and verify the file first",
-            reference="unsupported-requirement",
-        )
+        return parse_direct(text, comes_from, hashes)
     return UserRequirement(requirement=req, comes_from=comes_from, hashes=hashes)
 
 
@@ -264,6 +255,8 @@ def read_requirements(
     from pip._internal.exceptions import InstallationError, RequirementsFileParseError
     from pip._internal.req.req_file import parse_requirements
 
+    from safepip.direct import parse_direct
+
     finder = _finder_from_options(options)
     session = _SessionShim()
     requirements: list[UserRequirement] = []
@@ -281,6 +274,8 @@ def read_requirements(
         nothing_given = not (positional or requirement_files or project_groups or locks)
         if nothing_given and not projects and os.path.isfile("pyproject.toml"):
             projects = ["pyproject.toml"]
+    for text in getattr(options, "editables", None) or []:
+        requirements.append(parse_direct(text, "command line", editable=True))
     for text in positional:
         requirements.append(parse_requirement_line(text, "command line"))
     for project in projects:
@@ -316,16 +311,12 @@ def read_requirements(
                 hint="save the file as UTF-8",
             ) from None
         for item in parsed:
-            if item.is_editable:
-                raise UsageError(
-                    f"editable requirement {item.requirement!r} ({item.comes_from}) "
-                    "is not supported: an editable install runs the project's build backend",
-                    hint="build a wheel of the project and install that",
-                    reference="unsupported-requirement",
-                )
             hashes = _hashes_of(item.options)
             any_hashes = any_hashes or bool(hashes)
-            user_req = parse_requirement_line(item.requirement, item.comes_from, hashes)
+            if item.is_editable:
+                user_req = parse_direct(item.requirement, item.comes_from, hashes, editable=True)
+            else:
+                user_req = parse_requirement_line(item.requirement, item.comes_from, hashes)
             if item.constraint:
                 constraints.append(
                     UserRequirement(
@@ -333,6 +324,7 @@ def read_requirements(
                         comes_from=user_req.comes_from,
                         hashes=hashes,
                         constraint=True,
+                        direct=user_req.direct,
                     )
                 )
             else:

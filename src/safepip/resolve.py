@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import email.parser
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ from safepip.cooldown import check_upload_time_known
 from safepip.errors import PolicyRefusal, ResolutionFailed, SafepipError
 from safepip.models import (
     AlreadyInstalled,
+    DirectReference,
     FileLink,
     Hashes,
     InstalledDist,
@@ -37,7 +39,7 @@ from safepip.models import (
 )
 from safepip.speculate import MetadataPrefetch, Speculator
 
-__all__ = ["CoreMetadata", "ResolveOptions", "parse_metadata", "resolve"]
+__all__ = ["CoreMetadata", "DirectCandidate", "ResolveOptions", "parse_metadata", "resolve"]
 
 PYTHON_ID = "<python>"
 
@@ -97,6 +99,18 @@ class SdistBuilder(Protocol):
     """Produces core metadata for a source distribution (the sandbox stage provides one)."""
 
     def prepare_metadata(self, link: FileLink) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DirectCandidate:
+    """A direct reference made concrete before resolution: its project, version, the file (or
+    source tree) it names, and the core metadata read or prepared from it."""
+
+    name: NormalizedName
+    version: Version
+    link: FileLink
+    metadata: bytes
+    reference: DirectReference
 
 
 class RefuseBuilds:
@@ -235,6 +249,8 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         self._interned: dict[tuple[object, ...], Candidate] = {}
         self._matches: dict[NormalizedName, list[Candidate]] = {}
         self.speculator: Speculator | None = None
+        # Direct references: the only candidate for their project, never looked up on an index.
+        self.direct: dict[NormalizedName, Candidate] = {}
         if isinstance(metadata, MetadataPrefetch):
             self.speculator = Speculator(
                 metadata,
@@ -336,11 +352,13 @@ class Provider(AbstractProvider):  # type: ignore[misc]
                 deps.append(PythonRequirement(SpecifierSet(meta.requires_python), repr(candidate)))
             except InvalidSpecifier:
                 pass
-        self.links.prefetch(d.name for d in deps if isinstance(d, SpecRequirement))
+        index_deps = [
+            d for d in deps if isinstance(d, SpecRequirement) and d.name not in self.direct
+        ]
+        self.links.prefetch(d.name for d in index_deps)
         if self.speculator is not None:
-            for d in deps:
-                if isinstance(d, SpecRequirement):
-                    self.speculator.walk(d.name, d.specifier, d.extras)
+            for d in index_deps:
+                self.speculator.walk(d.name, d.specifier, d.extras)
         return deps
 
     # speculation (warms the metadata cache only)
@@ -528,6 +546,9 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         combined = SpecifierSet()
         for spec in specifiers:
             combined &= spec
+        direct = self.direct.get(name)
+        if direct is not None:
+            return [direct] if combined.contains(direct.version, prereleases=True) else []
         exact_pin = any(s.operator in ("==", "===") for spec in specifiers for s in spec)
         allowed_hashes = Hashes()
         for r in reqs:
@@ -605,9 +626,11 @@ def resolve(
     options: ResolveOptions,
     *,
     builder: SdistBuilder | None = None,
+    direct: Sequence[DirectCandidate] = (),
     max_rounds: int = 200_000,
 ) -> Plan:
-    """Choose one version of every project needed, newest compatible first."""
+    """Choose one version of every project needed, newest compatible first; a project named
+    by a direct reference is taken from there only."""
     constraint_map: dict[NormalizedName, list[UserRequirement]] = {}
     for c in constraints:
         constraint_map.setdefault(c.name, []).append(c)
@@ -628,14 +651,24 @@ def resolve(
             )
         )
     user_names = frozenset(r.name for r in user_reqs)
-    links.prefetch(user_names)
+    direct_names = frozenset(d.name for d in direct)
+    links.prefetch(user_names - direct_names)  # a direct reference's name never goes to an index
     provider = Provider(
         links, metadata, builder or RefuseBuilds(), options, constraint_map, user_names
     )
+    for source in direct:
+        provider.direct[source.name] = Candidate(
+            name=source.name,
+            version=source.version,
+            link=source.link,
+            _meta=parse_metadata(source.metadata, source.link.filename),
+        )
     resolver: Resolver[Any, Any, str] = Resolver(provider, _Reporter())
     if provider.speculator is not None:
+        provider.speculator.skip(direct_names)
         for user_req in user_reqs:
-            provider.speculator.walk(user_req.name, user_req.specifier, user_req.extras)
+            if user_req.name not in direct_names:
+                provider.speculator.walk(user_req.name, user_req.specifier, user_req.extras)
     try:
         result = resolver.resolve(user_reqs, max_rounds=max_rounds)
     except ResolutionImpossible as exc:
@@ -649,7 +682,16 @@ def resolve(
     finally:
         if provider.speculator is not None:
             provider.speculator.close()
-    return _plan(result.mapping, provider, user_reqs, constraint_map)
+    plan = _plan(result.mapping, provider, user_reqs, constraint_map)
+    references = {d.name: d.reference for d in direct}
+    return Plan(
+        pins=tuple(
+            dataclasses.replace(p, direct=references[p.name])
+            if p.name in references and p.needs_install
+            else p
+            for p in plan.pins
+        )
+    )
 
 
 def _plan(

@@ -95,6 +95,8 @@ class Job:
     env: Mapping[str, str]
     log: Path
     network: bool = False  # only by the user's explicit per-project allowance
+    # A user's own project directory, which its build writes into (build/, *.egg-info).
+    also_writable: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +240,8 @@ class Bubblewrap(Backend):
             else:
                 argv += ["--ro-bind", str(path), str(path)]
         argv += ["--bind", str(job.writable), str(job.writable)]
+        for path in job.also_writable:
+            argv += ["--bind", str(path), str(path)]
         argv += ["--clearenv"]
         for key, value in job.env.items():
             argv += ["--setenv", key, value]
@@ -256,6 +260,7 @@ def _helper_spec(job: Job, limits: Limits) -> str:
             "argv": list(job.argv),
             "cwd": str(job.cwd),
             "writable": str(job.writable),
+            "also_writable": [str(p) for p in job.also_writable],
             "readable": [str(p) for p in _readable_paths(job)],
             "devices": list(DEVICES),
             "env": dict(job.env),

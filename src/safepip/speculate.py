@@ -8,7 +8,7 @@ never used changes nothing."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, runtime_checkable
 
@@ -71,6 +71,11 @@ class Speculator:
                 self._pool.submit(self._step, name, specifier, extras)
             except RuntimeError:
                 pass
+
+    def skip(self, names: Iterable[NormalizedName]) -> None:
+        """Never look these projects up (they come from direct references, not an index)."""
+        with self._lock:
+            self._seen.update(names)
 
     def ahead(self, links: Sequence[FileLink]) -> None:
         """Fetch the metadata of the candidates the resolver will try next."""

@@ -268,6 +268,10 @@ def run(
             verify_wheel(pin, path)
             verified.append(VerifiedFile(pin=pin, path=path, sha256=digests["sha256"]))
             hashes_by_name[pin.name] = digests["sha256"]
+        # Provenance attests the files the index served (an sdist, not the wheel built from it).
+        findings += check_attestations(
+            settings, session, verified, default_cache_dir() / "sigstore"
+        )
         verified = builder.wheels_for(verified)  # sdists built in the sandbox, wheels checked
         findings.extend(f for f in builder.findings if f not in findings)
         built_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="safepip-built-")))
@@ -276,9 +280,6 @@ def run(
             verified.append(vf)
             hashes_by_name[vf.pin.name] = vf.sha256
         # File gates (on the verified files, before pip runs) add their findings here.
-        findings += check_attestations(
-            settings, session, verified, default_cache_dir() / "sigstore"
-        )
         layout = layout_from(settings, target)
         findings += check_wheel_contents(
             verified,

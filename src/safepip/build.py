@@ -453,15 +453,7 @@ class SandboxedBuilder:
                 from safepip.fetch import read_wheel_metadata
 
                 return read_wheel_metadata(zf, wheel.name)
-        name = str(result)
-        if "/" in name or name in ("", ".", "..") or not name.endswith(".dist-info"):
-            raise BuildFailed(
-                f"{prepared.link.filename}: the backend named a bad metadata directory {name[:80]!r}"
-            )
-        path = out / name / "METADATA"
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > 16 * 1024 * 1024:
-            raise BuildFailed(f"{prepared.link.filename}: the backend produced no METADATA")
-        return path.read_bytes()
+        return self._metadata_file(prepared, out, str(result))
 
     @staticmethod
     def _fresh(path: Path) -> Path:

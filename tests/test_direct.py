@@ -293,11 +293,8 @@ def test_direct_reference_pins_its_project_even_for_dependents(
     assert any(line.startswith(f"localpkg @ {wheel.as_uri()}") for line in freeze)
 
 
-def _git_repo(path: Path, files: dict[str, str]) -> str:
-    path.mkdir(parents=True)
-    for name, text in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(text)
+def _commit_tagged(path: Path) -> None:
+    """Make ``path`` a git repository with everything in one commit, tagged v1."""
     env = dict(
         os.environ,
         GIT_AUTHOR_NAME="t",
@@ -312,6 +309,14 @@ def _git_repo(path: Path, files: dict[str, str]) -> str:
         ["tag", "v1"],
     ):
         subprocess.run(["git", *args], cwd=path, check=True, env=env)
+
+
+def _git_repo(path: Path, files: dict[str, str]) -> str:
+    path.mkdir(parents=True)
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    _commit_tagged(path)
     hook = path / ".git" / "hooks" / "post-checkout"
     hook.write_text(f"#!/bin/sh\ntouch {path.parent / 'HOOK-RAN'}\n")
     hook.chmod(0o755)
@@ -450,20 +455,7 @@ def test_git_url_at_tag_and_commit_records_the_commit(
     backends: Index, target_venv: Path, tmp_path: Path
 ) -> None:
     tree = _project(tmp_path / "src", "git-proj", "1.0", "flit")
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.test",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.test",
-    )
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["add", "-A"],
-        ["commit", "-qm", "one"],
-        ["tag", "v1"],
-    ):
-        subprocess.run(["git", *args], cwd=tree, check=True, env=env)
+    _commit_tagged(tree)
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, check=True
     ).stdout.strip()

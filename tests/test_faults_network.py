@@ -62,7 +62,8 @@ def install(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> Iterator[Insta
     def run(index_url: str, *extra: str, dry_run: bool = False) -> Run:
         target = tmp_path / f"target{next(counter)}"
         start = time.monotonic()
-        where = ["--dry-run"] if dry_run else ["--target", str(target)]
+        # --verify-files: the dry run downloads and verifies every file, as an install would.
+        where = ["--dry-run", "--verify-files"] if dry_run else ["--target", str(target)]
         # A cache of its own: pip computes its default cache directory once per process, so
         # in-process runs would otherwise share the first test's verified files.
         cache = ["--cache-dir", str(tmp_path / "cache")]

@@ -126,11 +126,42 @@ def test_metadata_by_range_requests_not_whole_downloads(
     )
     assert result.returncode == 0, result.stderr
     assert "Would install" in result.stdout
-    # --dry-run still verifies every file (the wheel gates need the bytes), once each.
-    assert server.downloads("app-1.0-py3-none-any.whl") == 1
+    # Like pip's, a dry run resolves from metadata (range reads here) and downloads no file.
+    assert server.downloads("app-1.0-py3-none-any.whl") == 0
     assert any(
         "Range" in h for _, p, h in server.requests if p.endswith("app-1.0-py3-none-any.whl")
     )
+
+
+def test_dry_run_with_verify_files_downloads_and_checks_every_file(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
+) -> None:
+    _web_like(index)
+    py = str(target_venv / "bin/python")
+    report = tmp_path / "report.json"
+    args = ["--python", py, "install", "--dry-run", "-i", server.simple_url, "app<2"]
+    plain = run_safepip(*args, "--report", str(report))
+    assert plain.returncode == 0, plain.stderr
+    (note,) = [
+        f for f in json.loads(report.read_text())["safepip"]["findings"] if f["gate"] == "dry-run"
+    ]
+    assert (
+        note["rule"] == "files-not-checked"
+        and "app-1.0-py3-none-any.whl" in note["details"]["files"]
+    )
+    assert server.downloads("app-1.0-py3-none-any.whl") == 0
+    verified = run_safepip(*args, "--verify-files", "--report", str(report))
+    assert verified.returncode == 0, verified.stderr
+    assert server.downloads("app-1.0-py3-none-any.whl") == 1
+    assert not [
+        f for f in json.loads(report.read_text())["safepip"]["findings"] if f["gate"] == "dry-run"
+    ]
+    # A tampered file is refused by a verifying dry run, and passes a metadata-only one unseen.
+    f = index.find("leaf-0.1-py3-none-any.whl")
+    assert f is not None
+    server.tampered[f.filename] = f.data[:-1] + bytes([f.data[-1] ^ 1])
+    refused = run_safepip(*args, "--verify-files", "--cache-dir", str(tmp_path / "c"))
+    assert refused.returncode == 3 and "hash-mismatch" in refused.stderr, refused.stderr
 
 
 def test_tampered_file_is_refused_and_target_unchanged(

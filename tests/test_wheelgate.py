@@ -119,12 +119,17 @@ def test_download_checks_the_archive_only(
     assert (out / "wgtest_helper-1.0-py3-none-any.whl").is_file()
 
 
-def test_dry_run_runs_the_gate(index: Index, server: IndexServer, target_venv: Path) -> None:
+def test_dry_run_runs_the_gate_with_verify_files(
+    index: Index, server: IndexServer, target_venv: Path
+) -> None:
     index.wheel("wgtest-helper", "1.0", entry_points="[console_scripts]\npython3 = helper:main\n")
     before = tree_digest(target_venv)
-    code, err = _install(server, target_venv, "--dry-run", "wgtest-helper")
+    code, err = _install(server, target_venv, "--dry-run", "--verify-files", "wgtest-helper")
     assert code == 3 and "command-shadowing" in err and "the Python interpreter" in err
     assert tree_digest(target_venv) == before
+    # Without --verify-files a dry run reads metadata only: the wheel's contents are not seen.
+    code, err = _install(server, target_venv, "--dry-run", "wgtest-helper")
+    assert code == 0 and "command-shadowing" not in err, err
 
 
 # ---------------------------------------------------------------------------------------------

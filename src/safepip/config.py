@@ -169,6 +169,12 @@ SAFEPIP_OPTIONS: dict[str, SafepipOption] = {
         "go on without this index (policy name or URL) if it cannot be reached; projects it "
         "owns may then come from another index",
     ),
+    "--verify-files": SafepipOption(
+        "--verify-files",
+        False,
+        "with --dry-run: download and verify every file and run the file gates, as an install "
+        "would (a dry run otherwise resolves from metadata only, like pip's)",
+    ),
     "--unsafe-unsandboxed-build": SafepipOption(
         "--unsafe-unsandboxed-build",
         False,

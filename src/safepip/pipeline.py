@@ -28,6 +28,7 @@ from safepip.direct import (
     record_origins,
     refuse_direct_in_lock,
 )
+from safepip.dryrun import files_not_checked, needs_bytes
 from safepip.errors import PolicyRefusal, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download_all
 from safepip.gates import plan_findings, with_cooldown
@@ -253,17 +254,17 @@ def run(
         for pin in plan.pins:
             if not pin.needs_install and pin.requested:
                 reporter.info(f"Requirement already satisfied: {pin.name}=={pin.version}")
+        # A dry run resolves from metadata, as pip's does: no index file is downloaded.
+        fetched = [p for p in to_install if not is_tree(p) and needs_bytes(settings, p)]
+        findings.extend(files_not_checked(settings, to_install))
         items = []
-        for pin in to_install:
+        for pin in fetched:
             assert isinstance(pin.source, FileLink)
-            if is_tree(pin):
-                continue
             reporter.detail(f"Collecting {pin.name}=={pin.version} from {pin.source.filename}")
             items.append((pin.source, pin.expected_hashes))
         results = download_all(session, items, store, settings.net.timeout)
         verified = []
         hashes_by_name: dict[str, str] = {}
-        fetched = [pin for pin in to_install if not is_tree(pin)]
         for pin, (path, digests) in zip(fetched, results, strict=True):
             verify_wheel(pin, path)
             verified.append(VerifiedFile(pin=pin, path=path, sha256=digests["sha256"]))

@@ -9,11 +9,13 @@ and refreshed online only on request."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
+import json
 import os
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from safepip.config import Settings
 from safepip.errors import PolicyRefusal, UsageError
-from safepip.models import FileLink, Finding, VerifiedFile
+from safepip.models import FileLink, Finding, ProjectPage, VerifiedFile
 from safepip.net import origin_of, redact_url
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "check_files",
     "expectations_from",
     "fetch_provenance",
+    "file_outcome",
     "refresh_trust_root",
     "verifier_available",
     "verify_provenance",
@@ -77,6 +80,26 @@ class Identity:
 
     def as_dict(self) -> dict[str, str]:
         return {"kind": self.kind, **dict(self.claims)}
+
+    def to_json(self) -> str:
+        """One line of JSON, ``kind`` first (the form a hashed requirements file records)."""
+        return json.dumps(self.as_dict(), separators=(", ", ": "))
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> Identity:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise UsageError(f"{where}: the attestation identity is not JSON") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{where}: the attestation identity must be a JSON object")
+        return cls.from_mapping(data, where)
+
+    def matches(self, served: Identity) -> bool:
+        """Whether a served identity is this one: the same kind and every claim pinned here
+        equal (a pin may leave out claims it does not care about, such as an environment)."""
+        have = dict(served.claims)
+        return self.kind == served.kind and all(have.get(k) == v for k, v in self.claims)
 
     @property
     def display(self) -> str:
@@ -313,7 +336,11 @@ def verify_provenance(
     if len(identities) != 1:
         shown = ", ".join(sorted(i.display for i in identities))
         return Rejected(filename, f"provenance names several publishers: {shown}")
-    return Attested(filename, identities.pop())
+    served = identities.pop()
+    if expected is not None and not expected.matches(served):
+        reason = f"signed by {served.display}, not the pinned {expected.display}"
+        return Rejected(filename, reason, served)
+    return Attested(filename, served)
 
 
 def _quiet_verifier_logs() -> None:
@@ -359,7 +386,31 @@ def _outcome_for(
 ) -> ProvenanceOutcome:
     link = vf.pin.source
     assert isinstance(link, FileLink)
-    url = _provenance_url(vf)
+    return file_outcome(
+        session,
+        link,
+        vf.pin.name,
+        str(vf.pin.version),
+        vf.sha256,
+        expected,
+        timeout=timeout,
+        trust_root_dir=trust_root_dir,
+    )
+
+
+def file_outcome(
+    session: requests.Session,
+    link: FileLink,
+    name: str,
+    version: str,
+    sha256: str,
+    expected: Identity | None,
+    *,
+    timeout: float,
+    trust_root_dir: Path | None,
+) -> ProvenanceOutcome:
+    """Fetch and verify the provenance of one file the index lists, with digest ``sha256``."""
+    url = link.provenance_url or _integrity_url(link, name, version)
     if url is None:
         return Unattested(link.filename, "the index serves no provenance")
     raw = fetch_provenance(session, url, timeout)
@@ -367,7 +418,7 @@ def _outcome_for(
         if isinstance(raw, Unattested):
             return Unattested(link.filename, raw.reason, served_by_index=True)
         return Rejected(link.filename, raw.reason)
-    return verify_provenance(raw, link.filename, vf.sha256, expected, trust_root_dir)
+    return verify_provenance(raw, link.filename, sha256, expected, trust_root_dir)
 
 
 def _provenance_url(vf: VerifiedFile) -> str | None:
@@ -518,20 +569,50 @@ def _indexes_without_provenance(
     ]
 
 
+def _with_provenance_urls(
+    files: Sequence[VerifiedFile], pages: Callable[[NormalizedName], Sequence[ProjectPage]]
+) -> list[VerifiedFile]:
+    """Files installed from a pylock.toml carry no provenance URL: take it from the index the
+    lock records, for the listed file of the same name and sha256."""
+    out = []
+    for vf in files:
+        link = vf.pin.source
+        assert isinstance(link, FileLink)
+        if link.provenance_url is None:
+            listed = (
+                f.provenance_url
+                for page in pages(vf.pin.name)
+                for f in page.files
+                if f.filename == link.filename and f.sha256 in (None, vf.sha256)
+            )
+            url = next((u for u in listed if u), None)
+            if url is not None:
+                pin = dataclasses.replace(
+                    vf.pin, source=dataclasses.replace(link, provenance_url=url)
+                )
+                vf = dataclasses.replace(vf, pin=pin)
+        out.append(vf)
+    return out
+
+
 def check_files(
     settings: Settings,
     session: requests.Session,
     files: Sequence[VerifiedFile],
     trust_root_dir: Path,
     locked: Mapping[NormalizedName, Identity] | None = None,
+    pages: Callable[[NormalizedName], Sequence[ProjectPage]] | None = None,
 ) -> list[Finding]:
-    """The attestation file gate, as the pipeline runs it."""
+    """The attestation file gate, as the pipeline runs it: ``locked`` are the identities the
+    locks being installed pin, ``pages`` the index pages that give a locked file's provenance."""
     expectations = expectations_from(
         settings.policy.section("attestations"),
         settings.policy.project_section("attestations"),
         require_flag="--require-attestations" in settings.extra,
         locked=locked,
     )
+    if settings.locks and pages is not None:
+        files = _with_provenance_urls(files, pages)
     return attestation_findings(
         session,
         files,

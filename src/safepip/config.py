@@ -194,6 +194,12 @@ for _name, _takes_value, _help in (
     ("--environment", True, "lock also for PYTHON_VERSION[:PLATFORM,...] (repeatable)"),
     ("--extra", True, "include this optional-dependencies extra of pyproject.toml"),
     ("--build-constraints-output", True, "where to write the build dependencies' pins"),
+    ("--pin-attestations", False, "record each project's PEP 740 publisher identity in the lock"),
+    (
+        "--accept-identity-change",
+        False,
+        "accept a changed publisher identity for the --upgrade-package projects",
+    ),
 ):
     SAFEPIP_OPTIONS[_name] = SafepipOption(_name, _takes_value, _help, frozenset({"lock"}))
 

@@ -43,6 +43,7 @@ from safepip.models import (
 from safepip.net import is_secure_origin, redact_url, strip_credentials
 
 if TYPE_CHECKING:
+    from safepip.attest import Identity
     from safepip.config import Settings
 
 if sys.version_info >= (3, 11):
@@ -51,6 +52,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "ATTESTATION_COMMENT",
     "LockDocument",
     "LockFormat",
     "LockSource",
@@ -71,6 +73,7 @@ __all__ = [
 
 LockFormat = Literal["pylock", "requirements"]
 ENVIRONMENT_HEADER = "# environment: "
+ATTESTATION_COMMENT = "# attestation: "  # a pinned publisher identity, as JSON, under its pin
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -97,6 +100,7 @@ class LockedPackage:
     marker: str | None = None  # None: every environment of the lock
     via: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
+    identity: Identity | None = None  # the publisher pinned by --pin-attestations (PEP 740)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +211,7 @@ def _pylock_package(package: LockedPackage) -> Package:
         index=package.index,
         sdist=sdist,
         wheels=wheels or None,
+        attestation_identities=[package.identity.as_dict()] if package.identity else None,
     )
 
 
@@ -267,6 +272,8 @@ def render_requirements(document: LockDocument) -> str:
         for i, digest in enumerate(hashes):
             tail = " \\" if i < len(hashes) - 1 else ""
             lines.append(f"    --hash=sha256:{digest}{tail}")
+        if package.identity is not None:
+            lines.append(f"    {ATTESTATION_COMMENT}{package.identity.to_json()}")
         if len(package.via) == 1:
             lines.append(f"    # via {package.via[0]}")
         elif package.via:

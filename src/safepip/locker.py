@@ -23,6 +23,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from safepip.attestlock import pin_identities, pin_request
 from safepip.buildsystem import static_build_requires
 from safepip.config import Settings
 from safepip.errors import ResolutionFailed, UsageError
@@ -47,7 +48,7 @@ from safepip.verify import verify_wheel
 
 __all__ = ["EnvironmentSpec", "LockOutcome", "LockRequest", "environment_options", "run_lock"]
 
-_UPGRADE_FLAGS = {"--upgrade", "-U"}
+_UPGRADE_FLAGS = {"--upgrade", "-U", "--accept-identity-change"}
 _UPGRADE_VALUED = {"--upgrade-package", "-P"}
 
 
@@ -529,6 +530,7 @@ def run_lock(
 ) -> LockOutcome:
     """Resolve, hash and write the lock (and the build constraints when there are sdists)."""
     request = LockRequest.from_settings(settings)
+    pinning = pin_request(settings, request.output, request.upgrade_packages)
     environments = [environment_options(base_options, e) for e in request.environments]
     env_markers = [environment_marker(o.markers) for o in environments]
     plans = _resolve_keeping_pins(
@@ -539,6 +541,8 @@ def run_lock(
     _verify_chosen(plans, session, store, settings.net.timeout)
     merged = _merge(plans, environments, settings.requirements)
     packages = _locked_packages(merged, env_markers, links, settings, session, store)
+    if pinning is not None:  # publisher identities (PEP 740): safepip.attestlock
+        packages = pin_identities(pinning, packages, settings, session, reporter)
     build = _lock_build_dependencies(
         packages, environments, env_markers, settings, links, fetcher, session, store
     )
@@ -560,7 +564,13 @@ def run_lock(
         )
         write_text_atomic(build_path, render(build_doc, "requirements"))
     write_text_atomic(request.output, text)
-    write_sbom_if_asked(settings.extra, locked_plan, {}, settings.sources)
+    write_sbom_if_asked(
+        settings.extra,
+        locked_plan,
+        {},
+        settings.sources,
+        identities={p.name: p.identity for p in packages if p.identity is not None},
+    )
     if request.output != "-":
         reporter.info(
             f"Locked {len(packages)} project(s) for {len(env_markers)} environment(s) "

@@ -17,6 +17,7 @@ from packaging.tags import Tag
 from packaging.version import Version
 
 from safepip.attest import check_files as check_attestations
+from safepip.attestlock import locked_identities
 from safepip.build import BuildContext, SandboxedBuilder
 from safepip.bytecode import compile_installed
 from safepip.config import Settings
@@ -271,7 +272,12 @@ def run(
             hashes_by_name[pin.name] = digests["sha256"]
         # Provenance attests the files the index served (an sdist, not the wheel built from it).
         findings += check_attestations(
-            settings, session, verified, default_cache_dir() / "sigstore"
+            settings,
+            session,
+            verified,
+            default_cache_dir() / "sigstore",
+            locked=locked_identities(settings),
+            pages=links.project_pages,
         )
         verified = builder.wheels_for(verified)  # sdists built in the sandbox, wheels checked
         findings.extend(f for f in builder.findings if f not in findings)

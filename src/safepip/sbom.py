@@ -10,7 +10,7 @@ import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -18,6 +18,9 @@ from packaging.utils import canonicalize_name
 from safepip import __version__
 from safepip.models import FileLink, IndexSource, Pin, Plan
 from safepip.net import strip_credentials
+
+if TYPE_CHECKING:
+    from safepip.attest import Identity
 
 __all__ = ["SPEC_VERSION", "build_sbom", "purl", "write_sbom", "write_sbom_if_asked"]
 
@@ -59,7 +62,9 @@ def _index_of(link: FileLink, sources: Sequence[IndexSource]) -> IndexSource | N
     return next((s for s in sources if s.url == link.index_url), None)
 
 
-def _component(pin: Pin, sha256: str | None, sources: Sequence[IndexSource]) -> dict[str, Any]:
+def _component(
+    pin: Pin, sha256: str | None, sources: Sequence[IndexSource], identity: Identity | None
+) -> dict[str, Any]:
     version = str(pin.version)
     properties: list[dict[str, str]] = []
     index_url = None
@@ -78,6 +83,8 @@ def _component(pin: Pin, sha256: str | None, sources: Sequence[IndexSource]) -> 
         component["externalReferences"] = [{"type": "distribution", "url": _clean(link.url)}]
     else:
         properties.append({"name": "safepip:already-installed", "value": "true"})
+    if identity is not None:  # the PEP 740 publisher pinned in the lock, as JSON
+        properties.append({"name": "safepip:attestation:identity", "value": identity.to_json()})
     ref = purl(pin.name, version, index_url)
     component["bom-ref"] = ref
     component["purl"] = ref
@@ -107,10 +114,15 @@ def build_sbom(
     *,
     now: datetime.datetime | None = None,
     serial: uuid.UUID | None = None,
+    identities: Mapping[str, Identity] | None = None,
 ) -> dict[str, Any]:
-    """A CycloneDX 1.6 BOM of every pin: purl, version, sha256, licences, and its index."""
+    """A CycloneDX 1.6 BOM of every pin: purl, version, sha256, licences, its index and its
+    pinned publisher identity."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    components = [_component(p, hashes.get(p.name), sources) for p in plan.pins]
+    identities = identities or {}
+    components = [
+        _component(p, hashes.get(p.name), sources, identities.get(p.name)) for p in plan.pins
+    ]
     refs: dict[str, str] = {
         p.name: c["bom-ref"] for p, c in zip(plan.pins, components, strict=True)
     }
@@ -144,8 +156,9 @@ def write_sbom_if_asked(
     plan: Plan,
     hashes: Mapping[str, str],
     sources: Sequence[IndexSource],
+    identities: Mapping[str, Identity] | None = None,
 ) -> None:
     """Write the BOM to the ``--sbom`` file, when one was given (install, lock)."""
     paths = extra.get("--sbom") or ()
     if paths:
-        write_sbom(paths[-1], build_sbom(plan, hashes, sources))
+        write_sbom(paths[-1], build_sbom(plan, hashes, sources, identities=identities))

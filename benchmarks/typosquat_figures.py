@@ -16,8 +16,10 @@ Each name is judged as of the day its facts were fetched, so a rerun on the cach
 the same figures. A name the index does not list (most malicious projects are removed once
 reported) has no first upload: the gate counts that as young, so it is refused.
 
-    python benchmarks/typosquat_figures.py [--show] [--facts benchmarks/data/typosquat-facts.json
-                                            [--fetch]]
+--rejected measures the combination rules the gate leaves out, with what each would add.
+
+    python benchmarks/typosquat_figures.py [--show] [--rejected]
+        [--facts benchmarks/data/typosquat-facts.json [--fetch]]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -193,6 +196,34 @@ def report_catches(
     return caught_by_kind
 
 
+def report_rejected_rules(shipped: PopularNames, combos: Sequence[NormalizedName]) -> None:
+    """The figures behind the combination rules left out: what each would add."""
+    from safepip import typosquat
+
+    names = list(shipped.rank)
+    upper, lower = names[: len(names) // 2], names[len(names) // 2 :]
+    base = len(lower_half_flagged(shipped)[0])
+    base_caught = sum(shipped.resemblance(n) is not None for n in combos)
+    variants = [
+        ("joined names from the top 200", "COMBINE_TOP", 200),
+        ("joined names from the top 500", "COMBINE_TOP", 500),
+        ('the word "fast" as a lure', "_LURES", (*typosquat._LURES, "fast")),
+    ]
+    print("combination rules left out (lower-half false positives, known combo squats caught):")
+    for label, attribute, value in variants:
+        kept = getattr(typosquat, attribute)
+        setattr(typosquat, attribute, value)
+        try:
+            flagged = len(lower_half_flagged(load_popular_names())[0])
+            caught = sum(load_popular_names().resemblance(n) is not None for n in combos)
+        finally:
+            setattr(typosquat, attribute, kept)
+        print(f"  {label}: +{flagged - base} false positives, +{caught - base_caught} caught")
+    top = {typosquat._collapse(n) for n in upper if len(typosquat._collapse(n)) >= 4}
+    digit = [n for n in lower if re.fullmatch(r".*\D\d", n) and typosquat._collapse(n)[:-1] in top]
+    print(f"  a popular name plus a trailing digit: +{len(digit)} ({', '.join(digit)})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--show", action="store_true", help="list every flagged or missed name")
@@ -200,13 +231,19 @@ def main() -> int:
     parser.add_argument(
         "--fetch", action="store_true", help="fetch the names --facts lacks from the index"
     )
+    parser.add_argument(
+        "--rejected", action="store_true", help="measure the combination rules left out"
+    )
     args = parser.parse_args()
     if args.fetch and not args.facts:
         parser.error("--fetch needs --facts FILE to keep what it fetches")
     shipped = load_popular_names()
     flagged, checked = lower_half_flagged(shipped)
     report_false_positives(flagged, checked, args.show)
-    caught = report_catches(shipped, known_squats(), args.show)
+    squats = known_squats()
+    caught = report_catches(shipped, squats, args.show)
+    if args.rejected:
+        report_rejected_rules(shipped, [n for n, _, kind in squats if kind == "combo"])
     if not args.facts:
         print("refused or only warned: needs each flagged project's index facts (--facts)")
         return 0

@@ -63,6 +63,14 @@ POPULAR = PopularNames(
         ("typing-extension", "typing-extensions", "one letter different"),
         ("typing-extnesions", "typing-extensions", "one letter different"),
         ("tyqing-extensjons", "typing-extensions", "two letters different"),
+        ("install-requests", "requests", "a popular name with an install/update word"),
+        ("numpyinstaller", "numpy", "a popular name with an install/update word"),
+        ("colorama-update", "colorama", "a popular name with an install/update word"),
+        ("numpy-requests", "requests", "two popular names joined"),
+        ("flask-numpy-extras", None, None),  # two popular names and a word of its own
+        ("install-tox", None, None),  # too short a name to join a word to
+        ("fast-requests", None, None),  # "fast" is a real fork's word, not a lure
+        ("requests2", None, None),  # neither is a trailing digit
         # Real, legitimate neighbours that must not be flagged.
         ("requests", None, None),  # itself
         ("pyqt5", None, None),  # digits only
@@ -80,6 +88,14 @@ def test_resemblance(name: str, popular: str | None, how: str | None) -> None:
     else:
         assert found is not None
         assert (found.popular, found.how) == (popular, how)
+
+
+def test_only_the_most_popular_names_joined_are_flagged() -> None:
+    names = PopularNames([f"filler{i:03d}" for i in range(98)] + ["numpy", "pandas", "pytest"])
+    assert names.rank["pandas"] == 100 and names.rank["pytest"] == 101
+    found = names.resemblance("pandas-numpy")
+    assert found is not None and (found.popular, found.how) == ("numpy", "two popular names joined")
+    assert names.resemblance("pytest-numpy") is None
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,15 @@ _LOOKALIKES = (("rn", "m"), ("vv", "w"), ("0", "o"), ("1", "l"), ("i", "l"), ("|
 # Below these lengths an edit of one (or two) letters lands on too many real projects.
 MIN_LENGTH_ONE_EDIT = 5
 MIN_LENGTH_TWO_EDITS = 10
+# Combination squats. Words that dress a popular name up as its installer, update or faster
+# edition ("install-pyyaml", "urllib3installer"): no project in the lower half of the shipped
+# list is an upper-half name plus one of these (benchmarks/typosquat_figures.py). Words such as
+# "fast", "async", "utils" or a trailing digit are left out: real forks and plugins use them.
+_LURES = ("installer", "install", "setup", "updater", "update", "latest", "official", "faster")
+# Two of the most popular names joined ("requests-pandas") imitate the more popular one. Beyond
+# the top 100 the pairs are mostly real plugins (pytest-flask, flask-bcrypt).
+COMBINE_TOP = 100
+MIN_LENGTH_COMBINED = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,13 @@ def _strip_affixes(name: str) -> set[str]:
         if name.endswith(suffix) and len(name) - len(suffix) >= 3:
             out.add(name[: -len(suffix)].strip("-"))
     return out
+
+
+def _without_word(collapsed: str, word: str) -> Iterable[str]:
+    if collapsed.startswith(word):
+        yield collapsed[len(word) :]
+    if collapsed.endswith(word):
+        yield collapsed[: -len(word)]
 
 
 def edit_distance(a: str, b: str, limit: int = 2) -> int:
@@ -184,7 +200,31 @@ class PopularNames:
             popular = self._by_collapsed.get(_collapse(stripped))
             if popular is not None:
                 yield self._make(name, popular, "a popular name with a python/py prefix or suffix")
+        yield from self._lures(name, collapsed)
+        yield from self._joined(name)
         yield from self._edits(name, collapsed)
+
+    def _lures(self, name: NormalizedName, collapsed: str) -> Iterable[Resemblance]:
+        for word in _LURES:
+            for rest in _without_word(collapsed, word):
+                popular = self._by_collapsed.get(rest)
+                if popular is not None and len(rest) >= MIN_LENGTH_COMBINED:
+                    yield self._make(name, popular, "a popular name with an install/update word")
+
+    def _top(self, part: str) -> NormalizedName | None:
+        collapsed = _collapse(part)
+        popular = self._by_collapsed.get(collapsed)
+        if popular is None or len(collapsed) < MIN_LENGTH_COMBINED:
+            return None
+        return popular if self.rank[popular] <= COMBINE_TOP else None
+
+    def _joined(self, name: NormalizedName) -> Iterable[Resemblance]:
+        parts = name.split("-")
+        for cut in range(1, len(parts)):
+            left, right = self._top("-".join(parts[:cut])), self._top("-".join(parts[cut:]))
+            if left is not None and right is not None and left != right:
+                popular = min(left, right, key=self.rank.__getitem__)
+                yield self._make(name, popular, "two popular names joined")
 
     def _edits(self, name: NormalizedName, collapsed: str) -> Iterable[Resemblance]:
         depth = 2 if len(collapsed) >= MIN_LENGTH_TWO_EDITS - 1 else 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from safepip.errors import PolicyRefusal, TargetError
-from safepip.target import find_interpreter, probe_target
+from safepip.target import find_interpreter, probe_ahead, probe_target
 from tests.conftest import run_safepip
 from tests.kit import Index, IndexServer
 
@@ -75,6 +75,20 @@ def test_own_environment_refused_unless_named() -> None:
         probe_target(sys.executable, explicit=False)
     target = probe_target(sys.executable, explicit=True)
     assert target.version[:2] == sys.version_info[:2]
+
+
+def test_probe_started_ahead_serves_its_interpreter_once(target_venv: Path) -> None:
+    python = str(target_venv / "bin" / "python")
+    ahead = probe_ahead(["-q", "--python", python, "x"], {"PATH": os.defpath})
+    assert ahead is not None and ahead.python == python
+    assert ahead.take(sys.executable) is None  # another interpreter: probed anew
+    assert ahead.take(python) is not None
+    assert ahead.take(python) is None  # once only: a second probe sees the environment anew
+    fresh = probe_ahead([f"--python={python}"], {"PATH": os.defpath})
+    assert fresh is not None
+    target = probe_target(python, explicit=True, ahead=fresh)
+    assert target.prefix == probe_target(python, explicit=True).prefix
+    assert probe_ahead(["--python", "/no/such/python"], {"PATH": os.defpath}) is None
 
 
 def test_activated_own_environment_is_refused_end_to_end(index: Index, server: IndexServer) -> None:

@@ -1,7 +1,5 @@
 """``python -m safepip``."""
 
-import sys
+from safepip.cli import console_main
 
-from safepip.cli import main
-
-sys.exit(main())
+console_main()

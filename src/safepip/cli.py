@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 from safepip import __version__
 from safepip.errors import ExitStatus, SafepipError, UsageError
 
-__all__ = ["main"]
+__all__ = ["console_main", "main"]
 
 _HELP = """\
 Usage:
@@ -92,13 +94,15 @@ def _run_pipeline(command: str, args: Sequence[str]) -> int:
     from safepip.config import parse_pipeline_args
     from safepip.pipeline import run
     from safepip.report import TerminalReporter
+    from safepip.target import probe_ahead
 
+    ahead = probe_ahead(args, os.environ)  # runs while pip's options are parsed
     settings = parse_pipeline_args(command, args)
     stream = sys.stderr if settings.report == "-" else sys.stdout
     from safepip.journal import terminations_interrupt
 
     with terminations_interrupt():  # SIGTERM unwinds like Ctrl-C: nothing left half-written
-        run(settings, reporter=TerminalReporter(settings.verbosity, stream))
+        run(settings, reporter=TerminalReporter(settings.verbosity, stream), ahead=ahead)
     return ExitStatus.OK
 
 
@@ -112,6 +116,28 @@ def _already_satisfied(args: Sequence[str]) -> bool:
     if satisfied.verbosity >= 0:
         print("\n".join(satisfied.messages()))
     return True
+
+
+def console_main() -> None:
+    """The ``safepip`` command: ``main``, then exit without tearing the interpreter down. Thread
+    joins and every exit handler still run first; skipped is only the teardown of the modules
+    (pip's among them), which takes a tenth of a second and decides nothing."""
+    status = [int(ExitStatus.ERROR)]
+    atexit.register(_exit_now, status)  # registered first, so it runs after every other handler
+    try:
+        status[0] = main()
+    except SystemExit as exc:
+        code = exc.code
+        status[0] = code if isinstance(code, int) else (0 if code is None else 1)
+        raise
+    sys.exit(status[0])
+
+
+def _exit_now(status: list[int]) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,7 @@ from safepip.precedence import IndexLinks
 from safepip.report import NullReporter, Reporter, build_report, describe_pins, write_report
 from safepip.resolve import ResolveOptions, resolve
 from safepip.sbom import write_sbom_if_asked
-from safepip.target import Target, find_interpreter, probe_target
+from safepip.target import ProbeAhead, Target, find_interpreter, probe_target
 from safepip.verify import verify_wheel
 from safepip.wheelgate import check_wheel_contents, layout_from
 
@@ -166,6 +166,7 @@ def run(
     settings: Settings,
     environ: Mapping[str, str] | None = None,
     reporter: Reporter | None = None,
+    ahead: ProbeAhead | None = None,
 ) -> Outcome:
     environ = os.environ if environ is None else environ
     reporter = reporter or NullReporter()
@@ -187,7 +188,7 @@ def run(
     python, explicit = find_interpreter(settings.python, environ)
     target = recover_interrupted(
         settings,
-        probe_target(python, explicit=explicit),
+        probe_target(python, explicit=explicit, ahead=ahead),
         reporter,
         reprobe=lambda: probe_target(python, explicit=explicit),
     )

@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,14 @@ from packaging.version import InvalidVersion, Version
 from safepip.errors import PolicyRefusal, TargetError
 from safepip.models import InstalledDist
 
-__all__ = ["MIN_TARGET_PYTHON", "Target", "find_interpreter", "probe_target"]
+__all__ = [
+    "MIN_TARGET_PYTHON",
+    "ProbeAhead",
+    "Target",
+    "find_interpreter",
+    "probe_ahead",
+    "probe_target",
+]
 
 MIN_TARGET_PYTHON = (3, 10)  # the oldest Python the hand-off pip supports
 
@@ -172,17 +181,56 @@ def find_interpreter(python: str | None, environ: Mapping[str, str]) -> tuple[st
     )
 
 
-def probe_target(python: str, *, explicit: bool, timeout: float = 60.0) -> Target:
-    """Run a small script under the target to learn its version, tags, markers and contents.
+class ProbeAhead:
+    """The probe of the interpreter a run will most likely target, started in the background
+    while pip's options are parsed (that takes longer than the probe). It is used only by a
+    ``probe_target`` of the same interpreter, and only once."""
 
-    The script imports only the standard library and safepip's own copy of ``packaging``
-    (put first on ``sys.path`` through a private directory), never the target's."""
+    def __init__(self, python: str, timeout: float = 60.0) -> None:
+        self.python = python
+        self._result: Future[subprocess.CompletedProcess[bytes]] | None = Future()
+        self._lock = threading.Lock()
+        threading.Thread(
+            target=self._work, args=(self._result, timeout), name="safepip-probe", daemon=True
+        ).start()
+
+    def _work(self, fut: Future[subprocess.CompletedProcess[bytes]], timeout: float) -> None:
+        try:
+            fut.set_result(_run_probe(self.python, timeout))
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    def take(self, python: str) -> Future[subprocess.CompletedProcess[bytes]] | None:
+        with self._lock:
+            if python != self.python or self._result is None:
+                return None
+            fut, self._result = self._result, None
+            return fut
+
+
+def probe_ahead(args: Sequence[str], environ: Mapping[str, str]) -> ProbeAhead | None:
+    """Start probing the interpreter ``args`` most likely target (``--python``, ``PIP_PYTHON``,
+    else the active environment); None when it cannot be told yet."""
+    python: str | None = environ.get("PIP_PYTHON") or None
+    for i, arg in enumerate(args):
+        if arg == "--python" and i + 1 < len(args):
+            python = args[i + 1]
+        elif arg.startswith("--python="):
+            python = arg.partition("=")[2]
+    try:
+        found, _ = find_interpreter(python, environ)
+    except Exception:  # the pipeline finds it again, and reports what is wrong
+        return None
+    return ProbeAhead(found)
+
+
+def _run_probe(python: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
     pkg_dir = Path(packaging.__file__).resolve().parent
     with tempfile.TemporaryDirectory(prefix="safepip-probe-") as tmp:
         os.symlink(pkg_dir, Path(tmp, "packaging"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         try:
-            proc = subprocess.run(
+            return subprocess.run(
                 [_runnable(python), "-E", "-c", _PROBE, tmp],
                 capture_output=True,
                 timeout=timeout,
@@ -192,6 +240,17 @@ def probe_target(python: str, *, explicit: bool, timeout: float = 60.0) -> Targe
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise TargetError(f"cannot run the target interpreter {python}: {exc}") from None
+
+
+def probe_target(
+    python: str, *, explicit: bool, timeout: float = 60.0, ahead: ProbeAhead | None = None
+) -> Target:
+    """Run a small script under the target to learn its version, tags, markers and contents.
+
+    The script imports only the standard library and safepip's own copy of ``packaging``
+    (put first on ``sys.path`` through a private directory), never the target's."""
+    early = ahead.take(python) if ahead is not None else None
+    proc = early.result() if early is not None else _run_probe(python, timeout)
     if proc.returncode != 0:
         version_hint = _version_of(python)
         if version_hint is not None and version_hint < MIN_TARGET_PYTHON:

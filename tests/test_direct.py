@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from safepip.direct import direct_url_json, looks_like_direct, parse_direct
 from safepip.errors import SafepipError, UsageError
@@ -124,16 +125,31 @@ def test_parse_git_url_strips_credentials_from_what_is_shown() -> None:
 
 
 def test_parse_refusals(tmp_path: Path) -> None:
-    project = tmp_path / "noname"
-    project.mkdir()
-    (project / "setup.py").write_text("from setuptools import setup\nsetup()\n")
     with pytest.raises(UsageError) as unnamed:
-        parse_direct(str(project), "command line")
-    assert unnamed.value.reference == "unnamed-requirement"
+        parse_direct("git+https://example.test/r.git@v1", "command line", editable=True)
+    assert unnamed.value.reference == "unnamed-requirement"  # pip needs the name here too
+    with pytest.raises(UsageError) as odd_archive:
+        parse_direct("https://example.test/download?id=3", "command line")
+    assert odd_archive.value.reference == "unnamed-requirement"
     with pytest.raises(SafepipError):
         parse_direct(str(tmp_path / "missing-1.0-py3-none-any.whl"), "command line")
     with pytest.raises(UsageError):
         parse_direct("proj @ hg+https://example.test/r", "command line")
+
+
+def test_unnamed_sources_get_a_stand_in_name_until_their_metadata_is_read(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "noname"
+    project.mkdir()
+    (project / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    by_path = parse_direct(str(project), "command line")
+    assert by_path.direct is not None and not by_path.direct.named
+    assert by_path.name == "noname"
+    by_url = parse_direct("git+https://example.test/my-repo.git@v1", "command line")
+    assert by_url.direct is not None and not by_url.direct.named and by_url.name == "my-repo"
+    named = parse_direct("proj @ git+https://example.test/my-repo.git@v1", "command line")
+    assert named.direct is not None and named.direct.named
 
 
 def test_static_name_from_pyproject(tmp_path: Path) -> None:
@@ -547,3 +563,64 @@ def test_hostile_build_plugin_in_own_project_gets_no_secrets(
         listener.close()
     assert result.returncode == 0, result.stderr
     assert received == []
+
+
+def _head(repo: Path) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.mark.parametrize("backend", ["setuptools", "hatchling", "flit"])
+def test_every_local_form_matches_plain_pip(
+    backend: str, backends: Index, target_venv: Path, tmp_path: Path
+) -> None:
+    """One install of every local form pip takes — a directory, an editable directory, a
+    wheel by path, an unnamed git URL at a tag and a named one at a commit — gives the same
+    installed set and `pip freeze` as plain pip, and the report records both commits."""
+    short = backend[:4]
+    directory = _project(tmp_path / "a", f"dir-{short}", "1.0", backend)
+    editable = _project(tmp_path / "b", f"edit-{short}", "1.0", backend)
+    at_tag = _project(tmp_path / "c", f"tag-{short}", "1.0", backend)
+    at_commit = _project(tmp_path / "d", f"commit-{short}", "1.0", backend)
+    _commit_tagged(at_tag)
+    _commit_tagged(at_commit)
+    wheel_name, data = make_wheel(f"whl-{short}", "1.0")
+    wheel = tmp_path / wheel_name
+    wheel.write_bytes(data)
+    forms = [
+        str(directory),
+        "-e",
+        str(editable),
+        str(wheel),
+        f"git+{at_tag.as_uri()}@v1",
+        f"commit-{short} @ git+{at_commit.as_uri()}@{_head(at_commit)}",
+    ]
+    report = tmp_path / "report.json"
+    with IndexServer(backends) as server:
+        python = str(target_venv / "bin/python")
+        args = ("install", "--python", python, "-i", server.simple_url, "--report", str(report))
+        ours = run_safepip(*args, *forms)
+        assert ours.returncode == 0, ours.stderr
+        plain = _plain_venv(target_venv, tmp_path / "plain")
+        _plain_install(plain, "-i", server.simple_url, *forms)
+    assert _freeze(target_venv) == _freeze(plain)
+    tag_line = f" @ git+{at_tag.as_uri()}@{_head(at_tag)}"  # the unnamed URL, named by pip's rules
+    assert [line.endswith(tag_line) for line in _freeze(target_venv)].count(True) == 1
+    commits = {
+        i["metadata"]["name"]: i["download_info"]["vcs_info"]["commit_id"]
+        for i in json.loads(report.read_text())["install"]
+        if "vcs_info" in i["download_info"]
+    }
+    assert {canonicalize_name(k): v for k, v in commits.items()} == {
+        f"tag-{short}": _head(at_tag),
+        f"commit-{short}": _head(at_commit),
+    }
+    module = f"edit_{short}"
+    probe = f"import {module} as m; print(m.__file__); print(m.__version__)"
+    run = [str(target_venv / "bin/python"), "-c", probe]
+    first = subprocess.run(run, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert first[0].startswith(str(editable))  # the import resolves to the source tree
+    (editable / module / "__init__.py").write_text("__version__ = 'edited'\n")
+    second = subprocess.run(run, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert second[1] == "edited"  # an edit shows without reinstalling

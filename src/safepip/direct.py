@@ -39,6 +39,7 @@ from safepip.models import (
 from safepip.net import redact_url, strip_credentials
 
 if TYPE_CHECKING:
+    from safepip.config import Settings
     from safepip.resolve import DirectCandidate, MetadataSource, SdistBuilder
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "record_origins",
     "refuse_direct_in_lock",
     "static_project_name",
+    "with_direct_names",
 ]
 
 VCS_SCHEMES = ("git+",)
@@ -96,9 +98,11 @@ def _pip_link(text: str, editable: bool, comes_from: str) -> tuple[object, str |
     try:
         ireq = install_req_from_editable(text) if editable else install_req_from_line(text)
     except InstallationError as exc:
+        unnamed = "detect requirement name" in str(exc)
         raise RequirementsError(
             f"{text!r} ({comes_from}): {str(exc).splitlines()[0]}",
-            hint="give an existing path, or a URL",
+            hint="name it, as `-e NAME @ URL`" if unnamed else "give an existing path, or a URL",
+            reference="unnamed-requirement" if unnamed else "invalid-requirement",
         ) from None
     return ireq, ireq.name
 
@@ -136,21 +140,36 @@ def static_project_name(directory: Path) -> str | None:
 
 
 def _name_from_url(url: str, kind: str, egg: str | None) -> str | None:
+    """The name a URL gives by itself: its ``#egg=`` or, for a wheel, its file name."""
     if egg:
         return egg
     filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
-    try:
-        if kind == "wheel":
+    if kind == "wheel":
+        try:
             return parse_wheel_filename(filename)[0]
-        if kind == "archive":
-            return parse_sdist_filename(filename)[0]
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return None
-    if kind == "directory":
-        return static_project_name(
-            Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
-        )
+        except InvalidWheelFilename:
+            return None
     return None
+
+
+_VALID_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+def _guessed_name(url: str, kind: str) -> str | None:
+    """A stand-in name for an unnamed source, until its metadata gives the real one: an sdist's
+    file name, a directory's static ``[project] name`` or its own name, a repository's name."""
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url).path).rstrip("/")
+    last = path.rsplit("/", 1)[-1]
+    if kind == "archive":
+        try:
+            return parse_sdist_filename(last)[0]
+        except InvalidSdistFilename:
+            return None
+    if kind == "directory":
+        guess = static_project_name(Path(urllib.request.url2pathname(path))) or last
+    else:
+        guess = last.partition("@")[0].removesuffix(".git")
+    return guess if _VALID_NAME.fullmatch(guess) else "unnamed"
 
 
 def parse_direct(
@@ -195,11 +214,19 @@ def parse_direct(
     name = (
         (named.name if named is not None else None) or pip_name or _name_from_url(base, kind, egg)
     )
+    is_named = name is not None
+    if name is None and editable and kind == "vcs":
+        raise UsageError(
+            f"cannot tell which project {redact_url(text)!r} ({comes_from}) is: an editable "
+            "VCS requirement needs its name, as pip says too",
+            hint="name it, as `-e NAME @ git+URL`",
+            reference="unnamed-requirement",
+        )
+    name = name or _guessed_name(base, kind)
     if not name:
         raise UsageError(
-            f"cannot tell which project {redact_url(text)!r} ({comes_from}) is without running "
-            "its build",
-            hint="name it, as `NAME @ URL`, or declare [project] name in its pyproject.toml",
+            f"cannot tell which project {redact_url(text)!r} ({comes_from}) is from its file name",
+            hint="name it, as `NAME @ URL`, or give a file named NAME-VERSION.tar.gz",
             reference="unnamed-requirement",
         )
     extras = sorted(named.extras) if named is not None else sorted(getattr(ireq, "extras", ()))
@@ -217,6 +244,7 @@ def parse_direct(
         editable=editable,
         subdirectory=subdirectory,
         credentials_url=raw_url.partition("#")[0] if _creds else None,
+        named=is_named,
     )
     return UserRequirement(
         requirement=requirement,
@@ -403,16 +431,15 @@ def prepare_direct(
         reference = req.direct
         if reference is None:
             continue
-        if req.name in seen:
-            if seen[req.name] != reference:
-                raise UsageError(
-                    f"{req.name} is named with two different sources: "
-                    f"{describe(seen[req.name])} and {describe(reference)}",
-                    hint="name each project once",
-                    reference="double-requirement",
-                )
+        if not reference.named and req.constraint:
+            raise UsageError(
+                f"{describe(reference)} ({req.comes_from}): unnamed requirements are not allowed "
+                "as constraints, as in pip",
+                hint="name it, as `NAME @ URL`",
+                reference="unnamed-requirement",
+            )
+        if reference.named and _seen_before(seen, req.name, reference):
             continue
-        seen[req.name] = reference
         if reference.kind in ("wheel", "archive"):
             link = _file_link(reference)
             raw = (
@@ -426,16 +453,57 @@ def prepare_direct(
             raw = trees.prepare_tree_metadata(tree, req.name, editable=reference.editable)
             link = FileLink(filename=req.name, url=tree.as_uri(), index_url=reference.url)
         meta = parse_metadata(raw, describe(reference))
-        if meta.name != req.name:
+        if reference.named and meta.name != req.name:
             raise PolicyRefusal(
                 f"{describe(reference)} is {meta.name} {meta.version}, not {req.name}",
                 hint="correct the name before @, or the path or URL",
                 reference="metadata-mismatch",
             )
+        if not reference.named and _seen_before(seen, meta.name, reference):
+            continue
         if reference.kind in ("directory", "vcs"):
             link = dataclasses.replace(link, filename=f"{meta.name}-{meta.version}")
         out.append(Candidate(meta.name, meta.version, link, raw, reference))
     return out, findings
+
+
+def _source_key(reference: DirectReference) -> tuple[str, bool, str | None]:
+    return reference.url, reference.editable, reference.subdirectory
+
+
+def _seen_before(
+    seen: dict[NormalizedName, DirectReference], name: NormalizedName, reference: DirectReference
+) -> bool:
+    """Whether ``name`` was already prepared from this source; two sources for one name are
+    refused, as pip refuses them."""
+    before = seen.setdefault(name, reference)
+    if before is reference:
+        return False
+    if _source_key(before) != _source_key(reference):
+        raise UsageError(
+            f"{name} is named with two different sources: "
+            f"{describe(before)} and {describe(reference)}",
+            hint="name each project once",
+            reference="double-requirement",
+        )
+    return True
+
+
+def with_direct_names(settings: Settings, direct: Sequence[DirectCandidate]) -> Settings:
+    """``settings`` with every unnamed direct reference (``git+URL``, a path) named by the
+    project's own metadata, as pip names it, so it resolves as ``NAME @ URL``."""
+    names = {_source_key(d.reference): d.name for d in direct}
+
+    def named(req: UserRequirement) -> UserRequirement:
+        if req.direct is None or req.direct.named:
+            return req
+        old = req.requirement
+        text = str(old).replace(old.name, names[_source_key(req.direct)], 1)
+        return dataclasses.replace(req, requirement=Requirement(text))
+
+    if all(r.direct is None or r.direct.named for r in settings.requirements):
+        return settings
+    return dataclasses.replace(settings, requirements=tuple(map(named, settings.requirements)))
 
 
 def build_trees(pins: Sequence[Pin], trees: TreeBuilder, store_dir: Path) -> list[VerifiedFile]:

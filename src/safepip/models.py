@@ -138,6 +138,7 @@ class DirectReference:
     subdirectory: str | None = None
     credentials_url: str | None = None
     commit_id: str | None = None  # the commit a VCS reference was checked out at
+    named: bool = True  # False: the name is a guess until the project's metadata says it
 
 
 @dataclass(frozen=True, slots=True)

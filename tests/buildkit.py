@@ -26,7 +26,9 @@ __all__ = [
 ]
 
 # The build backends the tests use; what they need is found from their installed metadata.
-BACKEND_PROJECTS = ("setuptools", "hatchling", "flit-core")
+# (editables: what hatchling asks for, through get_requires_for_build_editable, to build an
+# editable wheel.)
+BACKEND_PROJECTS = ("setuptools", "hatchling", "flit-core", "editables")
 
 
 def backend_closure(roots: tuple[str, ...] = BACKEND_PROJECTS) -> list[str]:

@@ -624,3 +624,99 @@ def test_every_local_form_matches_plain_pip(
     (editable / module / "__init__.py").write_text("__version__ = 'edited'\n")
     second = subprocess.run(run, capture_output=True, text=True, check=True).stdout.splitlines()
     assert second[1] == "edited"  # an edit shows without reinstalling
+
+
+def test_editable_git_checks_out_under_src_like_plain_pip(
+    backends: Index, target_venv: Path, tmp_path: Path
+) -> None:
+    """`-e NAME @ git+URL` is cloned into the target's `src` (pip's default) without hooks,
+    built editable in the sandbox, and recorded as pip records it: `pip freeze` shows
+    `-e git+URL@<commit>#egg=name`, and the import resolves to the checkout."""
+    repo = _project(tmp_path / "repo", "edit-git", "1.0", "hatchling")
+    _commit_tagged(repo)
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\ntouch {tmp_path / 'HOOK-RAN'}\n")
+    hook.chmod(0o755)
+    form = f"edit-git @ git+{repo.as_uri()}@v1"
+    with IndexServer(backends) as server:
+        python = str(target_venv / "bin/python")
+        ours = run_safepip("install", "--python", python, "-i", server.simple_url, "-e", form)
+        assert ours.returncode == 0, ours.stderr
+        plain = _plain_venv(target_venv, tmp_path / "plain")
+        _plain_install(plain, "-i", server.simple_url, "-e", form)
+        again = run_safepip("install", "--python", python, "-i", server.simple_url, "-e", form)
+        assert again.returncode == 0, again.stderr
+    assert not (tmp_path / "HOOK-RAN").exists()
+    checkout = target_venv / "src" / "edit-git"
+    assert _head(checkout) == _head(repo)
+    freeze = _freeze(target_venv)
+    assert f"-e git+{repo.as_uri()}@{_head(repo)}#egg=edit_git" in freeze
+    assert freeze == _freeze(plain)
+    ours_url = _direct_url(target_venv, "edit_git-1.0.dist-info")
+    assert ours_url == {"url": checkout.as_uri(), "dir_info": {"editable": True}}
+    assert _direct_url(plain, "edit_git-1.0.dist-info") == {
+        "url": (plain / "src" / "edit-git").as_uri(),
+        "dir_info": {"editable": True},
+    }
+    probe = "import edit_git; print(edit_git.__file__)"
+    where = subprocess.run(
+        [python, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert where.startswith(str(checkout))
+
+
+def test_editable_git_refuses_a_foreign_directory_under_src(
+    backends: Index, target_venv: Path, tmp_path: Path
+) -> None:
+    repo = _project(tmp_path / "repo", "edit-git", "1.0", "flit")
+    _commit_tagged(repo)
+    taken = tmp_path / "mysrc" / "edit-git"
+    taken.mkdir(parents=True)
+    (taken / "notes.txt").write_text("mine\n")
+    with IndexServer(backends) as server:
+        result = run_safepip(
+            "install",
+            "--python",
+            str(target_venv / "bin/python"),
+            "-i",
+            server.simple_url,
+            "--src",
+            str(tmp_path / "mysrc"),
+            "-e",
+            f"edit-git @ git+{repo.as_uri()}@v1",
+        )
+    assert result.returncode != 0 and "not a clone of" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (taken / "notes.txt").read_text() == "mine\n"
+
+
+def test_editable_again_is_a_no_op_until_its_configuration_changes(
+    backends: Index, target_venv: Path, tmp_path: Path
+) -> None:
+    """`install -e .` of an unchanged project installs nothing and builds nothing; a change to
+    its dependencies in pyproject.toml builds and installs again."""
+    backends.wheel("dep", "1.0")
+    tree = _project(tmp_path / "src", "again-proj", "1.0", "flit")
+    python = str(target_venv / "bin/python")
+    with IndexServer(backends) as server:
+        args = ("install", "--python", python, "-i", server.simple_url, "-e")
+        first = run_safepip(*args, str(tree), cwd=tmp_path)
+        assert first.returncode == 0 and "Building" in first.stdout, first.stderr
+        info = next(_site(target_venv).glob("again_proj-1.0.dist-info"))
+        before = tree_digest(target_venv)
+        second = run_safepip(*args, ".", cwd=tree)  # the same directory, named as users do
+        assert second.returncode == 0, second.stderr
+        assert "Building" not in second.stdout + second.stderr
+        assert "Requirement already satisfied: again-proj==1.0" in second.stdout
+        assert tree_digest(target_venv) == before
+        pyproject = tree / "pyproject.toml"
+        text = pyproject.read_text().replace(
+            "[project]\n", '[project]\ndependencies = ["dep>=1"]\n'
+        )
+        pyproject.write_text(text)
+        third = run_safepip(*args, str(tree), cwd=tmp_path)
+        assert third.returncode == 0 and "Building" in third.stdout, third.stderr
+        requires = (info / "METADATA").read_text()
+    assert "Requires-Dist: dep>=1" in requires
+    assert "dep==1.0" in _freeze(target_venv)
+    assert (info / "direct_url.json").is_file()

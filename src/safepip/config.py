@@ -110,6 +110,8 @@ class Settings:
     policy: Policy = field(default_factory=Policy)
     # safepip's own options (SAFEPIP_OPTIONS), as given: {"--policy": ["p.toml"], ...}
     extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # --src as given (else None: pip's default depends on the target, see direct.source_dir)
+    src_dir: str | None = None
 
     @property
     def custom_tags(self) -> bool:
@@ -390,7 +392,15 @@ def parse_pipeline_args(
         command_line=command_line,
         policy=policy,
         extra={k: tuple(v) for k, v in extra.items()},
+        src_dir=_given_src(options, defaults),
     )
+
+
+def _given_src(options: optparse.Values, defaults: optparse.Values) -> str | None:
+    """``--src`` (or ``PIP_SRC``, or pip.conf's ``src``) if given: pip's default is computed for
+    safepip's own environment, not the target's."""
+    value = getattr(options, "src_dir", None)
+    return str(value) if value and value != getattr(defaults, "src_dir", None) else None
 
 
 def _python_version(value: Any) -> str | None:

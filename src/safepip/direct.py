@@ -41,6 +41,7 @@ from safepip.net import redact_url, strip_credentials
 if TYPE_CHECKING:
     from safepip.config import Settings
     from safepip.resolve import DirectCandidate, MetadataSource, SdistBuilder
+    from safepip.target import Target
 
 __all__ = [
     "TreeBuilder",
@@ -53,6 +54,7 @@ __all__ = [
     "prepare_direct",
     "record_origins",
     "refuse_direct_in_lock",
+    "source_dir",
     "static_project_name",
     "with_direct_names",
 ]
@@ -285,23 +287,26 @@ _WRITER = r"""
 import base64, hashlib, importlib.metadata as md, json, os, sys
 spec = json.loads(sys.stdin.read())
 paths = spec["paths"] or None
+def write(info, filename, data):
+    with open(os.path.join(info, filename), "wb") as f:
+        f.write(data)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record_path = os.path.join(info, "RECORD")
+    rel = os.path.basename(info) + "/" + filename
+    with open(record_path, encoding="utf-8") as f:
+        rows = [r for r in f.read().splitlines() if r and not r.startswith(rel + ",")]
+    rows.append(f"{rel},sha256={digest},{len(data)}")
+    with open(record_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(rows) + "\n")
 for name, record in spec["records"].items():
     dists = list(md.distributions(name=name, path=paths) if paths else md.distributions(name=name))
     if not dists:
         print("not-found:" + name)
         sys.exit(3)
     info = dists[0]._path
-    data = (json.dumps(record, sort_keys=True) + "\n").encode()
-    with open(os.path.join(info, "direct_url.json"), "wb") as f:
-        f.write(data)
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    record_path = os.path.join(info, "RECORD")
-    rel = os.path.basename(info) + "/direct_url.json"
-    with open(record_path, encoding="utf-8") as f:
-        rows = [r for r in f.read().splitlines() if r and not r.startswith(rel + ",")]
-    rows.append(f"{rel},sha256={digest},{len(data)}")
-    with open(record_path, "w", encoding="utf-8") as f:
-        f.write("\n".join(rows) + "\n")
+    write(info, "direct_url.json", (json.dumps(record, sort_keys=True) + "\n").encode())
+    if name in spec["states"]:
+        write(info, spec["state_file"], spec["states"][name].encode())
 """
 
 
@@ -345,7 +350,16 @@ def record_origins(
     if not records:
         return
     paths = _search_paths(python, target_dir=target_dir, user=user, prefix=prefix, root=root)
-    spec = json.dumps({"paths": paths, "records": {k: dict(v) for k, v in records.items()}})
+    from safepip.editstate import STATE_FILE, editable_states
+
+    spec = json.dumps(
+        {
+            "paths": paths,
+            "records": {k: dict(v) for k, v in records.items()},
+            "states": editable_states(records),
+            "state_file": STATE_FILE,
+        }
+    )
     out = subprocess.run(
         [python, "-I", "-c", _WRITER], input=spec, capture_output=True, text=True, check=False
     )
@@ -375,17 +389,33 @@ def _file_link(reference: DirectReference) -> FileLink:
     return FileLink(filename=filename, url=fetch_url, index_url=reference.url)
 
 
+def source_dir(settings: Settings, target: Target) -> Path | None:
+    """Where an editable git requirement is checked out, as pip places it: ``--src``, else
+    ``src`` in the target's virtual environment, else ``./src``; ``None`` when nothing is
+    installed (the checkout then goes to a temporary directory)."""
+    if settings.command != "install" or settings.dry_run:
+        return None
+    if settings.src_dir:
+        return Path(settings.src_dir).absolute()
+    return Path(target.prefix if target.is_virtualenv else Path.cwd(), "src").absolute()
+
+
 def _tree_of(
-    reference: DirectReference, workdir: Path, name: str
+    reference: DirectReference, workdir: Path, name: str, src: Path | None = None
 ) -> tuple[Path, DirectReference, list[Finding]]:
-    """The source tree a directory or VCS reference names (VCS: a clean checkout)."""
+    """The source tree a directory or VCS reference names (VCS: a clean checkout; editable:
+    checked out under ``src`` and then, as pip records it, an editable directory)."""
     findings: list[Finding] = []
     if reference.kind == "directory":
         root = Path(urllib.request.url2pathname(urllib.parse.urlsplit(reference.url).path))
     else:
-        from safepip.vcs import checkout
+        from safepip.vcs import checkout, checkout_in_place
 
-        done = checkout(reference.credentials_url or reference.url, workdir / f"vcs-{name}")
+        url = reference.credentials_url or reference.url
+        if reference.editable and src is not None:
+            done = checkout_in_place(url, src / canonicalize_name(name))
+        else:
+            done = checkout(url, workdir / f"vcs-{name}")
         root = done.tree
         reference = dataclasses.replace(reference, commit_id=done.commit_id)
         if done.moving:
@@ -402,6 +432,15 @@ def _tree_of(
                     details=(("commit-id", done.commit_id),),
                 )
             )
+        if reference.editable and src is not None:
+            tree = root / reference.subdirectory if reference.subdirectory else root
+            reference = DirectReference(
+                url=tree.absolute().as_uri(),
+                kind="directory",
+                editable=True,
+                commit_id=done.commit_id,
+            )
+            return tree, reference, findings
     tree = root / reference.subdirectory if reference.subdirectory else root
     if not tree.resolve().is_relative_to(root.resolve()) or not tree.is_dir():
         raise UsageError(
@@ -418,6 +457,7 @@ def prepare_direct(
     builder: SdistBuilder,
     trees: TreeBuilder,
     workdir: Path,
+    src: Path | None = None,
 ) -> tuple[list[DirectCandidate], list[Finding]]:
     """Read or prepare the core metadata of every direct reference, before resolution, so the
     resolver can pin each to its one source."""
@@ -448,7 +488,7 @@ def prepare_direct(
                 else builder.prepare_metadata(link)
             )
         else:
-            tree, reference, more = _tree_of(reference, workdir, req.name)
+            tree, reference, more = _tree_of(reference, workdir, req.name, src)
             findings += more
             raw = trees.prepare_tree_metadata(tree, req.name, editable=reference.editable)
             link = FileLink(filename=req.name, url=tree.as_uri(), index_url=reference.url)
@@ -558,6 +598,13 @@ def hash_mode_refusal(req: UserRequirement) -> PolicyRefusal | None:
     reference = req.direct
     assert reference is not None
     shown = f"{describe(reference)} ({req.comes_from})"
+    if reference.editable:
+        return PolicyRefusal(
+            f"{shown} is editable, and hash-checking mode cannot verify an editable install "
+            "(no single file to hash), as pip says too",
+            hint="install it without -e, or outside hash-checking mode",
+            reference="hash-unpinned",
+        )
     if reference.kind in ("wheel", "archive") and not req.hashes:
         return PolicyRefusal(
             f"{shown} has no hash, as hash-checking mode requires",

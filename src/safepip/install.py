@@ -47,6 +47,9 @@ def handoff_command(
         except OSError:
             link_path.write_bytes(vf.path.read_bytes())
         line = _requirement_line(vf.pin.name, str(vf.pin.version), sorted(vf.pin.extras), vf.sha256)
+        if vf.pin.direct is not None and vf.pin.direct.kind in ("directory", "vcs"):
+            # By URL, so that pip reinstalls over an editable of the same version, as it does.
+            line = line.replace(f"=={vf.pin.version} ", f" @ {link_path.as_uri()} ", 1)
         if vf.pin.requested:
             requested_lines.append(line)
         else:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ _ENV_ALLOWED = frozenset(
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _HASH = re.compile(r"(sha256|sha384|sha512):[0-9a-fA-F]+")
 _LOOPBACK = ("localhost", "127.", "::1", "[::1]")
+_NONE: frozenset[str] = frozenset()
 
 _PROBE = r"""
 import sys
@@ -132,6 +133,7 @@ class _Request:
     python: str | None = None
     verbosity: int = 0
     require_hashes: bool = False
+    editables: list[str] = field(default_factory=list)  # -e PATH: see editstate
 
 
 class _NotSimple(Exception):
@@ -172,15 +174,23 @@ def _parse_args(args: Sequence[str], environ: Mapping[str, str]) -> _Request:
                 request.python = value
             elif name in ("-r", "--requirement"):
                 request.lines.extend(_read_requirement_file(Path(value)))
+        elif name in ("-e", "--editable"):
+            request.editables.append(inline if eq else _value(next(it, None)))
         elif arg.startswith("-r") and len(arg) > 2:
             request.lines.extend(_read_requirement_file(Path(arg[2:])))
         elif arg.startswith("-") or "/" in arg or arg.startswith("."):
             raise _NotSimple()
         else:
             request.lines.append(_Line(_requirement(arg), ()))
-    if not request.lines:
+    if not request.lines and not request.editables:
         raise _NotSimple()
     return request
+
+
+def _value(value: str | None) -> str:
+    if value is None:
+        raise _NotSimple()
+    return value
 
 
 def _requirement(text: str) -> Requirement:
@@ -300,7 +310,7 @@ class _Installed:
 
 def _satisfied(request: _Request, environ: Mapping[str, str]) -> Satisfied | None:
     hashed = request.require_hashes or any(line.hashes for line in request.lines)
-    if hashed and not all(_pinned_with_hash(line) for line in request.lines):
+    if hashed and (request.editables or not all(map(_pinned_with_hash, request.lines))):
         raise _NotSimple()  # the full way explains what --require-hashes needs
     from safepip.journal import journal_pending
     from safepip.target import find_interpreter
@@ -331,6 +341,16 @@ def _satisfied(request: _Request, environ: Mapping[str, str]) -> Satisfied | Non
             return None
         requested.append((name, dist.version))
         pending.append(req)
+    for text in request.editables:
+        from safepip.editstate import satisfied_editable
+
+        editable = satisfied_editable(text, [str(probe.get("purelib", ""))])
+        if editable is None:
+            return None
+        requested.append((editable[0], editable[1]))
+        pending.extend(
+            r for r in editable[2] if r.marker is None or _holds(r.marker, markers, _NONE)
+        )
     if not _closure_satisfied(pending, installed, markers):
         return None
     return Satisfied(requested=tuple(requested), verbosity=request.verbosity)

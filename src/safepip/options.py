@@ -68,10 +68,7 @@ DISPOSITIONS: Mapping[str, Disposition] = {
     "--no-user": Honoured("user"),
     "--root": Honoured("root"),
     "--prefix": Honoured("prefix"),
-    "--src": Refused(
-        "--src only places editable VCS checkouts, and safepip installs a VCS requirement from a "
-        "clean checkout at a recorded commit, never as an editable"
-    ),
+    "--src": Honoured("src_dir"),
     "--upgrade": Honoured("upgrade"),
     "--upgrade-strategy": Honoured("upgrade_strategy"),
     "--force-reinstall": Honoured("force_reinstall"),

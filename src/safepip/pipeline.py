@@ -28,6 +28,7 @@ from safepip.direct import (
     prepare_direct,
     record_origins,
     refuse_direct_in_lock,
+    source_dir,
     with_direct_names,
 )
 from safepip.dryrun import files_not_checked, needs_bytes
@@ -222,6 +223,7 @@ def run(
             builder,
             trees,
             Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="safepip-direct-"))),
+            source_dir(settings, target),
         )
         settings = with_direct_names(settings, direct)  # `git+URL`, `.`: named by their metadata
         if settings.command == "lock":

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safepip.errors import FetchError, UsageError
-from safepip.net import redact_url
+from safepip.net import redact_url, strip_credentials
 
-__all__ = ["Checkout", "checkout", "is_commit_id", "split_vcs_url"]
+__all__ = ["Checkout", "checkout", "checkout_in_place", "is_commit_id", "split_vcs_url"]
 
 _COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 # Settings that keep a clone from running anything: hooks off, no fsmonitor, no credential
@@ -88,9 +88,13 @@ def _git(args: list[str], cwd: Path | None, what: str, url: str, timeout: float)
     return done.stdout
 
 
-def _resolve_ref(ref: str, repo_dir: Path, repo: str, timeout: float) -> str:
-    """The commit a ref names: a commit id, tag or local branch, else a remote branch."""
-    for candidate in (ref, f"origin/{ref}"):
+def _resolve_ref(
+    ref: str, repo_dir: Path, repo: str, timeout: float, *, remote_first: bool = False
+) -> str:
+    """The commit a ref names: a commit id, tag or local branch, else a remote branch (first,
+    in a clone that was fetched again: its local branches are stale)."""
+    candidates = (ref, f"origin/{ref}")
+    for candidate in reversed(candidates) if remote_first else candidates:
         try:
             found = _git(
                 ["rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"],
@@ -124,5 +128,40 @@ def checkout(url: str, destination: Path, *, timeout: float = 600) -> Checkout:
     )
     commit = _resolve_ref(ref or "HEAD", destination, repo, timeout)
     _git(["checkout", "--quiet", "--detach", commit], destination, "checked out", repo, timeout)
+    fixed = ref is not None and is_commit_id(ref)
+    return Checkout(tree=destination, commit_id=commit, requested_revision=ref, moving=not fixed)
+
+
+def checkout_in_place(url: str, destination: Path, *, timeout: float = 600) -> Checkout:
+    """An editable checkout at ``destination`` (pip's ``--src``): cloned when it is not there; a
+    clone of the same repository already there is fetched and moved to the ref, never reset,
+    so work in it is not lost (git refuses to move a tree whose changes would be overwritten).
+    Anything else at ``destination`` is left alone and refused."""
+    if not destination.exists() or (destination.is_dir() and not any(destination.iterdir())):
+        return checkout(url, destination, timeout=timeout)
+    repo, ref = split_vcs_url(url)
+    origin = ""
+    if (destination / ".git").exists():
+        try:
+            origin = _git(
+                ["config", "--get", "remote.origin.url"], destination, "read", repo, timeout
+            ).strip()
+        except FetchError:
+            origin = ""
+    if strip_credentials(origin)[0] != strip_credentials(repo)[0]:
+        raise UsageError(
+            f"{destination} already exists and is not a clone of {redact_url(repo)}",
+            hint="move it away, or choose another directory with --src",
+            reference="vcs-failed",
+        )
+    head = _git(["rev-parse", "HEAD"], destination, "read", repo, timeout).strip()
+    wanted = ref or "HEAD"
+    if not (ref is not None and is_commit_id(ref) and head == ref.lower()):
+        fetch = ["fetch", "--quiet", "--tags", "--force", "origin"]
+        _git(fetch, destination, "fetched", repo, timeout)
+        wanted = ref or "origin/HEAD"
+    commit = _resolve_ref(wanted, destination, repo, timeout, remote_first=ref is not None)
+    if commit != head:
+        _git(["checkout", "--quiet", "--detach", commit], destination, "checked out", repo, timeout)
     fixed = ref is not None and is_commit_id(ref)
     return Checkout(tree=destination, commit_id=commit, requested_revision=ref, moving=not fixed)

@@ -720,3 +720,7 @@ def test_editable_again_is_a_no_op_until_its_configuration_changes(
     assert "Requires-Dist: dep>=1" in requires
     assert "dep==1.0" in _freeze(target_venv)
     assert (info / "direct_url.json").is_file()
+    gone = run_safepip("uninstall", "--python", python, "-y", "again-proj")
+    assert gone.returncode == 0, gone.stderr
+    assert not info.exists()  # the recorded state is in RECORD: uninstall removes it too
+    assert not [p for p in _site(target_venv).iterdir() if "again" in p.name]

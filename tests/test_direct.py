@@ -128,9 +128,6 @@ def test_parse_refusals(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as unnamed:
         parse_direct("git+https://example.test/r.git@v1", "command line", editable=True)
     assert unnamed.value.reference == "unnamed-requirement"  # pip needs the name here too
-    with pytest.raises(UsageError) as odd_archive:
-        parse_direct("https://example.test/download?id=3", "command line")
-    assert odd_archive.value.reference == "unnamed-requirement"
     with pytest.raises(SafepipError):
         parse_direct(str(tmp_path / "missing-1.0-py3-none-any.whl"), "command line")
     with pytest.raises(UsageError):
@@ -148,6 +145,9 @@ def test_unnamed_sources_get_a_stand_in_name_until_their_metadata_is_read(
     assert by_path.name == "noname"
     by_url = parse_direct("git+https://example.test/my-repo.git@v1", "command line")
     assert by_url.direct is not None and not by_url.direct.named and by_url.name == "my-repo"
+    archive = parse_direct("https://example.test/o/r/archive/v1.0.tar.gz", "command line")
+    assert archive.direct is not None and not archive.direct.named
+    assert archive.direct.kind == "archive"
     named = parse_direct("proj @ git+https://example.test/my-repo.git@v1", "command line")
     assert named.direct is not None and named.direct.named
 
@@ -588,11 +588,18 @@ def test_every_local_form_matches_plain_pip(
     wheel_name, data = make_wheel(f"whl-{short}", "1.0")
     wheel = tmp_path / wheel_name
     wheel.write_bytes(data)
+    import tarfile
+
+    packed = _project(tmp_path / "e", f"tgz-{short}", "1.0", backend)
+    archive = tmp_path / "v1.0.tar.gz"  # as a forge names the archive of a tag: no name in it
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(packed, arcname="project-v1.0")
     forms = [
         str(directory),
         "-e",
         str(editable),
         str(wheel),
+        str(archive),
         f"git+{at_tag.as_uri()}@v1",
         f"commit-{short} @ git+{at_commit.as_uri()}@{_head(at_commit)}",
     ]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
+    InvalidSdistFilename,
     InvalidWheelFilename,
     NormalizedName,
     canonicalize_name,
@@ -397,7 +398,10 @@ class SandboxedBuilder:
         found = self._prepared.get(link.url)
         if found is not None:
             return found
-        name = parse_sdist_filename(link.filename)[0]
+        try:
+            name = parse_sdist_filename(link.filename)[0]
+        except InvalidSdistFilename:  # an unnamed archive by URL: its metadata names it
+            name = canonicalize_name("unnamed")
         ((archive, _),) = download_all(
             self.ctx.session, [(link, Hashes())], self.ctx.store, self.ctx.settings.net.timeout
         )

@@ -157,7 +157,7 @@ def _name_from_url(url: str, kind: str, egg: str | None) -> str | None:
 _VALID_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
-def _guessed_name(url: str, kind: str) -> str | None:
+def _guessed_name(url: str, kind: str) -> str:
     """A stand-in name for an unnamed source, until its metadata gives the real one: an sdist's
     file name, a directory's static ``[project] name`` or its own name, a repository's name."""
     path = urllib.parse.unquote(urllib.parse.urlsplit(url).path).rstrip("/")
@@ -166,7 +166,7 @@ def _guessed_name(url: str, kind: str) -> str | None:
         try:
             return parse_sdist_filename(last)[0]
         except InvalidSdistFilename:
-            return None
+            return "unnamed"  # e.g. a forge's archive of a tag: .../archive/v1.0.tar.gz
     if kind == "directory":
         guess = static_project_name(Path(urllib.request.url2pathname(path))) or last
     else:
@@ -225,12 +225,6 @@ def parse_direct(
             reference="unnamed-requirement",
         )
     name = name or _guessed_name(base, kind)
-    if not name:
-        raise UsageError(
-            f"cannot tell which project {redact_url(text)!r} ({comes_from}) is from its file name",
-            hint="name it, as `NAME @ URL`, or give a file named NAME-VERSION.tar.gz",
-            reference="unnamed-requirement",
-        )
     extras = sorted(named.extras) if named is not None else sorted(getattr(ireq, "extras", ()))
     marker = f" ; {named.marker}" if named is not None and named.marker is not None else ""
     extra_text = f"[{','.join(extras)}]" if extras else ""

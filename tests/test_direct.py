@@ -613,9 +613,23 @@ def test_editable_git_refuses_a_foreign_directory_under_src(
             "-e",
             f"edit-git @ git+{repo.as_uri()}@v1",
         )
+        # A fresh clone whose project turns out not to be the one named is removed again.
+        wrong = run_safepip(
+            "install",
+            "--python",
+            str(target_venv / "bin/python"),
+            "-i",
+            server.simple_url,
+            "--src",
+            str(tmp_path / "mysrc"),
+            "-e",
+            f"other-name @ git+{repo.as_uri()}@v1",
+        )
     assert result.returncode != 0 and "not a clone of" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert (taken / "notes.txt").read_text() == "mine\n"
+    assert wrong.returncode == 3 and "metadata-mismatch" in wrong.stderr, wrong.stderr
+    assert not (tmp_path / "mysrc" / "other-name").exists()
 
 
 def test_editable_again_is_a_no_op_until_its_configuration_changes(

@@ -395,7 +395,11 @@ def source_dir(settings: Settings, target: Target) -> Path | None:
 
 
 def _tree_of(
-    reference: DirectReference, workdir: Path, name: str, src: Path | None = None
+    reference: DirectReference,
+    workdir: Path,
+    name: str,
+    src: Path | None = None,
+    fresh: list[Path] | None = None,
 ) -> tuple[Path, DirectReference, list[Finding]]:
     """The source tree a directory or VCS reference names (VCS: a clean checkout; editable:
     checked out under ``src`` and then, as pip records it, an editable directory)."""
@@ -407,7 +411,10 @@ def _tree_of(
 
         url = reference.credentials_url or reference.url
         if reference.editable and src is not None:
-            done = checkout_in_place(url, src / canonicalize_name(name))
+            destination = src / canonicalize_name(name)
+            if fresh is not None and not destination.exists():
+                fresh.append(destination)
+            done = checkout_in_place(url, destination)
         else:
             done = checkout(url, workdir / f"vcs-{name}")
         root = done.tree
@@ -454,7 +461,26 @@ def prepare_direct(
     src: Path | None = None,
 ) -> tuple[list[DirectCandidate], list[Finding]]:
     """Read or prepare the core metadata of every direct reference, before resolution, so the
-    resolver can pin each to its one source."""
+    resolver can pin each to its one source. An editable clone made here under ``src`` is
+    removed again if this fails."""
+    fresh: list[Path] = []
+    try:
+        return _prepare_each(requirements, metadata, builder, trees, workdir, src, fresh)
+    except BaseException:
+        for path in fresh:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _prepare_each(
+    requirements: Sequence[UserRequirement],
+    metadata: MetadataSource,
+    builder: SdistBuilder,
+    trees: TreeBuilder,
+    workdir: Path,
+    src: Path | None,
+    fresh: list[Path],
+) -> tuple[list[DirectCandidate], list[Finding]]:
     from safepip.resolve import DirectCandidate as Candidate
     from safepip.resolve import parse_metadata
 
@@ -482,7 +508,7 @@ def prepare_direct(
                 else builder.prepare_metadata(link)
             )
         else:
-            tree, reference, more = _tree_of(reference, workdir, req.name, src)
+            tree, reference, more = _tree_of(reference, workdir, req.name, src, fresh)
             findings += more
             raw = trees.prepare_tree_metadata(tree, req.name, editable=reference.editable)
             link = FileLink(filename=req.name, url=tree.as_uri(), index_url=reference.url)

@@ -112,10 +112,25 @@ def test_lock_pins_identity_and_install_enforces_it(
         # Served as it was when locked: installed, and reported as the pinned identity.
         index.provenance[WHEEL] = provenance_of(WHEEL)
         report = tmp_path / "report.json"
-        ok = _install(target_venv, lock, "--report", str(report))
+        bom = tmp_path / "bom.json"
+        ok = _install(target_venv, lock, "--report", str(report), "--sbom", str(bom))
         assert ok.returncode == 0, ok.stderr
     findings = json.loads(report.read_text())["safepip"]["findings"]
     assert any(f["rule"] == "attested" and f["message"].endswith("as pinned") for f in findings)
+    assert _sbom_identities(bom) == {PROJECT: CIRCLECI}
+
+
+def _sbom_identities(path: Path) -> dict[str, Identity]:
+    """The identities a schema-valid CycloneDX SBOM records per component."""
+    bom = json.loads(path.read_text())
+    error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(bom))
+    assert error is None, error
+    return {
+        c["name"]: Identity.from_json(p["value"], "sbom")
+        for c in bom["components"]
+        for p in c["properties"]
+        if p["name"] == "safepip:attestation:identity"
+    }
 
 
 @pytest.mark.parametrize("output", ["pylock.toml", "requirements.txt"])
@@ -168,7 +183,7 @@ def test_lock_refuses_provenance_that_does_not_verify(tmp_path: Path) -> None:
     assert not (tmp_path / "pylock.toml").exists()
 
 
-def test_lock_content_does_not_depend_on_the_extra(tmp_path: Path) -> None:
+def test_lock_content_does_not_depend_on_the_extra(tmp_path: Path, target_venv: Path) -> None:
     """Without pinning, the lock is the same with or without the verifier; pinning without it
     fails with a hint naming the extra, and so does re-locking a lock that pins."""
     without = _without_extra(tmp_path)
@@ -190,6 +205,16 @@ def test_lock_content_does_not_depend_on_the_extra(tmp_path: Path) -> None:
         assert kept.returncode == 3, kept.stderr
         assert "pins publishers" in kept.stderr and "safepip[attest]" in kept.stderr
 
+        # Installing from a lock that pins needs the verifier too: refused before pip runs.
+        target = tmp_path / "a" / "pylock.toml"
+        before = tree_digest(target_venv)
+        installed = run_safepip(
+            "install", "--python", str(target_venv / "bin/python"), "-r", str(target), env=without
+        )
+        assert installed.returncode == 3, installed.stderr
+        assert "safepip[attest]" in installed.stderr
+        assert tree_digest(target_venv) == before
+
 
 def test_policy_key_pins_and_sbom_carries_identity(tmp_path: Path) -> None:
     policy = tmp_path / "policy.toml"
@@ -201,13 +226,7 @@ def test_policy_key_pins_and_sbom_carries_identity(tmp_path: Path) -> None:
         )
     assert locked.returncode == 0, locked.stderr
     assert read_locked_identities(str(tmp_path / "pylock.toml")) == {NAME: CIRCLECI}
-    bom = json.loads(bom_path.read_text())
-    error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(bom))
-    assert error is None, error
-    props = {c["name"]: {p["name"]: p["value"] for p in c["properties"]} for c in bom["components"]}
-    pinned = props[PROJECT]["safepip:attestation:identity"]
-    assert Identity.from_json(pinned, "sbom") == CIRCLECI
-    assert "safepip:attestation:identity" not in props["plain"]
+    assert _sbom_identities(bom_path) == {PROJECT: CIRCLECI}  # and none for "plain"
 
 
 def test_requirements_comments_read_back(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "Rejected",
     "Unattested",
     "attestation_findings",
+    "attested_identities",
     "check_files",
     "expectations_from",
     "fetch_provenance",
@@ -498,7 +499,11 @@ def decide(
             message=message,
             action="report",
             rule="attested",
-            details=(("identity", outcome.identity.display), ("filename", outcome.filename)),
+            details=(
+                ("identity", outcome.identity.display),
+                ("filename", outcome.filename),
+                ("publisher", outcome.identity.to_json()),
+            ),
         )
     if isinstance(outcome, Rejected):
         details: tuple[tuple[str, str], ...] = (("filename", outcome.filename),)
@@ -546,6 +551,17 @@ def decide(
             details=(("filename", outcome.filename),),
         )
     return None
+
+
+def attested_identities(findings: Sequence[Finding]) -> dict[str, Identity]:
+    """The publisher each project's files were verified against, from the gate's findings
+    (for the SBOM)."""
+    out: dict[str, Identity] = {}
+    for finding in findings:
+        publisher = dict(finding.details).get("publisher")
+        if finding.gate == "attestations" and finding.rule == "attested" and publisher:
+            out[finding.project] = Identity.from_json(publisher, "finding")
+    return out
 
 
 def _indexes_without_provenance(

@@ -16,6 +16,7 @@ import platformdirs
 from packaging.tags import Tag
 from packaging.version import Version
 
+from safepip.attest import attested_identities
 from safepip.attest import check_files as check_attestations
 from safepip.attestlock import locked_identities
 from safepip.build import BuildContext, SandboxedBuilder
@@ -328,7 +329,13 @@ def run(
                 )
                 compile_installed(settings, target.executable, verified, environ)
             installed = True
-        write_sbom_if_asked(settings.extra, plan, hashes_by_name, settings.sources)
+        write_sbom_if_asked(
+            settings.extra,
+            plan,
+            hashes_by_name,
+            settings.sources,
+            identities=attested_identities(findings),
+        )
         return Outcome(plan=plan, installed=installed, report=report)
     finally:
         stack.close()

@@ -353,3 +353,51 @@ def test_online_lookups_only_when_the_policy_opts_in(
         assert "known vulnerabilities were not checked" not in err
     finally:
         osv.close()
+
+
+def test_audit_asks_osv_online_only_when_the_policy_opts_in(
+    database: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    osv = _FakeOSV([osv_doc("ONLINE-1", "vuln-lib", "2.0", CRITICAL)])
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("vuln-lib==1.0\nother==5.0\n")
+    try:
+        assert main(["audit", "-r", str(reqs), "--format", "json"]) == 3
+        doc = json.loads(capsys.readouterr().out)
+        assert osv.queries == [] and len(doc["databases"]) == 1  # the default never asks
+        policy = tmp_path / "policy.toml"
+        policy.write_text(f'[advisories]\nonline = true\nonline-url = "{osv.url}"\n')
+        assert main(["audit", "-r", str(reqs), "--policy", str(policy), "--format", "json"]) == 3
+        doc = json.loads(capsys.readouterr().out)
+        assert osv.queries == [
+            {"package": {"ecosystem": "PyPI", "name": "other"}, "version": "5.0"},
+            {"package": {"ecosystem": "PyPI", "name": "vuln-lib"}, "version": "1.0"},
+        ]
+        vulns = {d["name"]: [v["id"] for v in d["vulns"]] for d in doc["dependencies"]}
+        assert vulns == {"other": [], "vuln-lib": ["TEST-2024-1", "ONLINE-1"]}
+        assert [d["source"] for d in doc["databases"]] == [str(database), osv.url]
+        online = next(v for v in doc["dependencies"][1]["vulns"] if v["id"] == "ONLINE-1")
+        assert online["fix_versions"] == ["2.0"] and online["severity"] == "critical"
+    finally:
+        osv.close()
+
+
+def test_audit_online_without_an_offline_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    osv = _FakeOSV([osv_doc("ONLINE-1", "vuln-lib", "2.0", CRITICAL)])
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("vuln-lib==2.0\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[advisories]\nonline = true\nonline-url = "{osv.url}"\n')
+    try:
+        assert main(["audit", "-r", str(reqs), "--policy", str(policy)]) == 0  # 2.0 is fixed
+        out = capsys.readouterr().out
+        assert "against 0 advisories" in out and "No known vulnerabilities found" in out
+        reqs.write_text("vuln-lib==1.0\n")
+        assert main(["audit", "-r", str(reqs), "--policy", str(policy)]) == 3
+        assert "ONLINE-1" in capsys.readouterr().out
+    finally:
+        osv.close()
+    assert main(["audit", "-r", str(reqs), "--policy", str(policy)]) == 1  # the API is gone
+    assert "cannot reach the OSV API" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from packaging.version import InvalidVersion, Version
 from safepip.advisories import AdvisoryDB
 from safepip.errors import RequirementsError
 from safepip.models import Finding
-from safepip.vulnerabilities import VulnerabilityPolicy, vulnerability_findings
+from safepip.vulnerabilities import VulnerabilityPolicy, findings_from_databases
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,7 +35,7 @@ class AuditResult:
 
     checked: tuple[Pinned, ...]
     findings: tuple[Finding, ...]
-    database: AdvisoryDB
+    databases: tuple[AdvisoryDB, ...]  # the offline one and/or OSV's API, in that order
     source: str
 
     @property
@@ -44,13 +44,16 @@ class AuditResult:
 
 
 def audit(
-    pins: Sequence[Pinned], db: AdvisoryDB, policy: VulnerabilityPolicy, source: str
+    pins: Sequence[Pinned],
+    databases: Sequence[AdvisoryDB],
+    policy: VulnerabilityPolicy,
+    source: str,
 ) -> AuditResult:
     ordered = tuple(sorted(set(pins)))
     return AuditResult(
         checked=ordered,
-        findings=tuple(vulnerability_findings(ordered, db, policy)),
-        database=db,
+        findings=tuple(findings_from_databases(ordered, databases, policy)),
+        databases=tuple(databases),
         source=source,
     )
 
@@ -128,10 +131,10 @@ def pins_from_file(path: Path) -> list[Pinned]:
 
 
 def render_text(result: AuditResult) -> str:
-    info = result.database.info
-    lines = [
-        f"Audited {len(result.checked)} project(s) from {result.source} against {info.describe()}."
-    ]
+    against = " and ".join(
+        f"{db.info.describe()} (from {db.info.source})" for db in result.databases
+    )
+    lines = [f"Audited {len(result.checked)} project(s) from {result.source} against {against}."]
     if not result.findings:
         lines.append("No known vulnerabilities found.")
         return "\n".join(lines)
@@ -152,7 +155,6 @@ def render_text(result: AuditResult) -> str:
 
 
 def render_json(result: AuditResult) -> str:
-    info = result.database.info
     by_pin: dict[Pinned, list[dict[str, Any]]] = {pin: [] for pin in result.checked}
     versions = dict(result.checked)
     for f in result.findings:
@@ -168,14 +170,14 @@ def render_json(result: AuditResult) -> str:
                 "url": d["url"],
             }
         )
+    databases = [
+        {"source": i.source, "as_of": i.as_of, "fetched": i.fetched, "count": i.count}
+        for i in (db.info for db in result.databases)
+    ]
     doc = {
         "source": result.source,
-        "database": {
-            "source": info.source,
-            "as_of": info.as_of,
-            "fetched": info.fetched,
-            "count": info.count,
-        },
+        "database": databases[0],
+        "databases": databases,
         "dependencies": [
             {"name": name, "version": str(version), "vulns": vulns}
             for (name, version), vulns in by_pin.items()

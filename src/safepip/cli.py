@@ -195,12 +195,15 @@ def _audit_command(args: Sequence[str]) -> int:
     from pathlib import Path
 
     from safepip.audit import audit, pins_from_file, render_json, render_text
+    from safepip.osvonline import net_from_environment, online_database
     from safepip.policyfile import load_policy
     from safepip.target import find_interpreter, probe_target
     from safepip.vulnerabilities import open_database, vulnerability_policy
 
     parser = argparse.ArgumentParser(
-        prog="safepip audit", description="exit 3: vulnerabilities found"
+        prog="safepip audit",
+        description="exit 3: vulnerabilities found; the policy's [advisories] online = true "
+        "also asks OSV's API, as install does",
     )
     parser.add_argument("--python", help="audit this interpreter's environment")
     parser.add_argument("-r", "--requirement", help="a pinned requirements file or pylock.toml")
@@ -212,7 +215,7 @@ def _audit_command(args: Sequence[str]) -> int:
         policy.section("advisories"), policy.project_section("advisories")
     )
     db = open_database(vpolicy)
-    if db is None:
+    if db is None and not vpolicy.online:
         raise SafepipError(
             "there is no advisory database to audit against",
             hint="run `safepip advisories update` first",
@@ -225,7 +228,9 @@ def _audit_command(args: Sequence[str]) -> int:
         target = probe_target(python, explicit=explicit)
         pins = [(d.name, d.version) for d in target.installed.values()]
         source = target.executable
-    result = audit(pins, db, vpolicy, source)
+    online = online_database(net_from_environment(os.environ), vpolicy, sorted(set(pins)))
+    databases = [d for d in (db, online) if d is not None]
+    result = audit(pins, databases, vpolicy, source)
     print(render_json(result) if opts.format == "json" else render_text(result))
     return ExitStatus.REFUSED if result.vulnerable else ExitStatus.OK
 

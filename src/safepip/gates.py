@@ -39,9 +39,9 @@ from safepip.vulnerabilities import (
     VulnerabilityPolicy,
     database_finding,
     decide,
+    findings_from_databases,
     missing_database_finding,
     open_database,
-    vulnerability_findings,
     vulnerability_policy,
 )
 
@@ -214,36 +214,16 @@ def advisory_findings(settings: Settings, plan: Plan) -> list[Finding]:
     if not pins:
         return []
     policy = _vulnerability_policy(settings)
+    from safepip.osvonline import online_database
+
     databases = [
-        db for db in (open_database(policy), _online_database(settings, policy, pins)) if db
+        db for db in (open_database(policy), online_database(settings.net, policy, pins)) if db
     ]
     if not databases:
         return [missing_database_finding()]
-    found: list[Finding] = []
-    seen: set[tuple[str, str]] = set()
-    for db in databases:
-        for finding in vulnerability_findings(pins, db, policy):
-            key = (finding.project, dict(finding.details)["id"])
-            if key not in seen:
-                seen.add(key)
-                found.append(finding)
-        found.append(database_finding(db, len(pins)))
+    found = findings_from_databases(pins, databases, policy)
+    found.extend(database_finding(db, len(pins)) for db in databases)
     return found
-
-
-def _online_database(
-    settings: Settings, policy: VulnerabilityPolicy, pins: Sequence[tuple[NormalizedName, Version]]
-) -> AdvisoryDB | None:
-    """OSV's API, only when the trusted policy opts in: it learns every name and version."""
-    if not policy.online:
-        return None
-    from safepip.net import make_session
-    from safepip.osvonline import DEFAULT_API, query_online
-
-    with make_session(settings.net) as session:
-        return query_online(
-            session, policy.online_url or DEFAULT_API, pins, timeout=settings.net.timeout
-        )
 
 
 def known_names(

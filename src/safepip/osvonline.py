@@ -4,7 +4,7 @@ version to a third party, so the policy must ask for them (``[advisories] online
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import requests
@@ -13,8 +13,10 @@ from packaging.version import Version
 
 from safepip.advisories import AdvisoryDB, DatabaseInfo, advisories_from_doc
 from safepip.errors import FetchError
+from safepip.net import NetSettings, make_session
+from safepip.vulnerabilities import VulnerabilityPolicy
 
-__all__ = ["DEFAULT_API", "query_online"]
+__all__ = ["DEFAULT_API", "net_from_environment", "online_database", "query_online"]
 
 DEFAULT_API = "https://api.osv.dev"
 _BATCH = 500
@@ -84,3 +86,29 @@ def query_online(
         count=len(ids),
     )
     return AdvisoryDB({k: tuple(v) for k, v in by_name.items()}, info)
+
+
+def online_database(
+    net: NetSettings,
+    policy: VulnerabilityPolicy,
+    pins: Sequence[tuple[NormalizedName, Version]],
+) -> AdvisoryDB | None:
+    """OSV's API, only when the trusted policy opts in (``[advisories] online = true``)."""
+    if not policy.online:
+        return None
+    with make_session(net) as session:
+        return query_online(session, policy.online_url or DEFAULT_API, pins, timeout=net.timeout)
+
+
+def net_from_environment(environ: Mapping[str, str]) -> NetSettings:
+    """Network settings for commands that take no pip options: pip's own variables."""
+    try:
+        timeout = float(environ.get("PIP_TIMEOUT") or environ.get("PIP_DEFAULT_TIMEOUT") or 15)
+    except ValueError:
+        timeout = 15.0
+    return NetSettings(
+        cert=environ.get("PIP_CERT") or None,
+        client_cert=environ.get("PIP_CLIENT_CERT") or None,
+        proxy=environ.get("PIP_PROXY") or None,
+        timeout=timeout,
+    )

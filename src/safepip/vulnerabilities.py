@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +18,7 @@ from safepip.models import Finding
 __all__ = [
     "VulnerabilityPolicy",
     "decide",
+    "findings_from_databases",
     "open_database",
     "safepip_cache_dir",
     "vulnerability_findings",
@@ -145,6 +146,23 @@ def vulnerability_findings(
             action = decide(advisory, policy)
             if action is not None:
                 found.append(advisory_finding(name, version, advisory, action, db.info.as_of))
+    return found
+
+
+def findings_from_databases(
+    pins: Sequence[tuple[NormalizedName, Version]],
+    databases: Sequence[AdvisoryDB],
+    policy: VulnerabilityPolicy,
+) -> list[Finding]:
+    """Each advisory once per project, whichever database (offline, online) knows it first."""
+    found: list[Finding] = []
+    seen: set[tuple[str, str]] = set()
+    for db in databases:
+        for finding in vulnerability_findings(pins, db, policy):
+            key = (finding.project, dict(finding.details)["id"])
+            if key not in seen:
+                seen.add(key)
+                found.append(finding)
     return found
 
 

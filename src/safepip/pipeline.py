@@ -316,18 +316,22 @@ def run(
                 reporter.info(f"Would install {describe_pins(to_install)}")
         elif verified:
             from safepip.install import run_handoff
+            from safepip.wheelinstall import applies, install_directly
 
             with guarded_handoff(settings, target, verified, reporter):
-                run_handoff(settings, target.executable, verified, environ)
-                record_origins(
-                    target.executable,
-                    origin_records(verified, hashes_by_name),
-                    target_dir=settings.target_dir,
-                    user=settings.user,
-                    prefix=settings.prefix,
-                    root=settings.root,
-                )
-                compile_installed(settings, target.executable, verified, environ)
+                if applies(settings, target, verified):
+                    install_directly(settings, target.executable, verified, environ, reporter)
+                else:
+                    run_handoff(settings, target.executable, verified, environ)
+                    record_origins(
+                        target.executable,
+                        origin_records(verified, hashes_by_name),
+                        target_dir=settings.target_dir,
+                        user=settings.user,
+                        prefix=settings.prefix,
+                        root=settings.root,
+                    )
+                    compile_installed(settings, target.executable, verified, environ)
             installed = True
         write_sbom_if_asked(
             settings.extra,

@@ -112,3 +112,35 @@ def test_anything_unknown_goes_the_full_way(
     else:
         assert result.returncode == 0, result.stderr
         assert server.requests, "the full way was not taken"
+
+
+def _fake_venv(root: Path, *entries: str, system_site: bool = False) -> Path:
+    (root / "bin").mkdir(parents=True)
+    flag = "true" if system_site else "false"
+    (root / "pyvenv.cfg").write_text(f"home = /usr/bin\ninclude-system-site-packages = {flag}\n")
+    site = root / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    for entry in entries:
+        (site / entry).mkdir() if not entry.endswith(".pth") else (site / entry).write_text("")
+    return root / "bin" / "python"
+
+
+def test_a_project_missing_from_a_venv_is_seen_without_running_it(tmp_path: Path) -> None:
+    from packaging.requirements import Requirement
+
+    from safepip.noop import _Line, _surely_missing
+
+    def lines(*specs: str) -> list[_Line]:
+        return [_Line(Requirement(s), ()) for s in specs]
+
+    py = _fake_venv(tmp_path / "a", "Typing_Extensions-4.0.dist-info", "six-1.0-py3.11.egg-info")
+    assert _surely_missing(py, lines("typing-extensions==4.0", "lib==1"))
+    assert not _surely_missing(py, lines("typing_extensions", "SIX"))
+    # A marker needs the target's own values: not decided here.
+    assert not _surely_missing(py, lines("lib; python_version < '3'"))
+    # A .pth file may add places to look, system site-packages are outside the venv.
+    with_pth = _fake_venv(tmp_path / "b", "six-1.0.dist-info", "extra.pth")
+    assert not _surely_missing(with_pth, lines("lib"))
+    system = _fake_venv(tmp_path / "c", system_site=True)
+    assert not _surely_missing(system, lines("lib"))
+    assert not _surely_missing(tmp_path / "nowhere" / "bin" / "python", lines("lib"))

@@ -251,8 +251,9 @@ def _preflight(plan: _Plan) -> None:
     """Refuse now what pip would fail on part-way: unwritable places, too little space."""
     blocked: list[str] = []
     seen: set[Path] = set()
-    for path in [*plan.written, *plan.removed]:
-        parent = path.parent
+    # Files share directories: each distinct directory is looked at once.
+    for directory in dict.fromkeys(path.parent for path in [*plan.written, *plan.removed]):
+        parent = directory
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if parent in seen:
@@ -285,13 +286,11 @@ def _preflight(plan: _Plan) -> None:
 
 
 def _top_entry(anchors: Sequence[Path], path: Path) -> tuple[Path, str] | None:
+    """The anchor ``path`` is under (the deepest) and the entry of that anchor holding it."""
     for anchor in sorted(anchors, key=lambda p: len(p.parts), reverse=True):
-        try:
-            rel = path.relative_to(anchor)
-        except ValueError:
-            continue
-        if rel.parts:
-            return anchor, rel.parts[0]
+        parts = path.parts
+        if len(parts) > len(anchor.parts) and parts[: len(anchor.parts)] == anchor.parts:
+            return anchor, parts[len(anchor.parts)]
     return None
 
 
@@ -323,15 +322,23 @@ class _Journal:
         scheme = plan.scheme
         anchors = [a for a in scheme.anchors if a.is_dir()]
         touched: dict[str, list[str]] = {}
-        for path in plan.written:
+        absent: set[Path] = set()  # top entries that do not exist: nothing below them does
+        for path in dict.fromkeys(plan.written):
             top = _top_entry(anchors, path)
             if top is None:
                 continue
             entry = top[0] / top[1]
-            if entry.is_dir() and not entry.is_symlink() and str(entry) not in touched:
+            if str(entry) in touched or entry in absent:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
                 touched[str(entry)] = _listing(entry)
+            elif not (entry.exists() or entry.is_symlink()):
+                absent.add(entry)
         backups: list[tuple[str, str]] = []
         for number, path in enumerate(dict.fromkeys([*plan.written, *plan.removed])):
+            top = _top_entry(anchors, path)
+            if top is not None and top[0] / top[1] in absent:
+                continue
             if not (path.is_file() or path.is_symlink()):
                 continue
             kept = self.backups / str(number)

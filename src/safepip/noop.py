@@ -316,6 +316,8 @@ def _satisfied(request: _Request, environ: Mapping[str, str]) -> Satisfied | Non
     from safepip.target import find_interpreter
 
     python, explicit = find_interpreter(request.python, environ)
+    if _surely_missing(Path(python), request.lines):
+        return None  # a requested project is not installed: no need to run the target to know
     probe = _probe(python)
     own = {Path(sys.prefix).resolve(), Path(sys.exec_prefix).resolve()}
     if not explicit and Path(str(probe["prefix"])).resolve() in own:
@@ -354,6 +356,32 @@ def _satisfied(request: _Request, environ: Mapping[str, str]) -> Satisfied | Non
     if not _closure_satisfied(pending, installed, markers):
         return None
     return Satisfied(requested=tuple(requested), verbosity=request.verbosity)
+
+
+def _surely_missing(python: Path, lines: Sequence[_Line]) -> bool:
+    """Whether a virtual environment's files alone show that a requested project (one without a
+    marker) is not installed: it sees only its own site-packages, which has no metadata directory
+    of that name and no ``.pth`` file that could add a place to look. Any doubt: ``False``."""
+    root = python.parent.parent
+    try:
+        config = (root / "pyvenv.cfg").read_text(encoding="utf-8", errors="replace")
+        sites = list(root.glob("lib*/python*/site-packages"))
+        names = [entry for site in sites for entry in os.listdir(site)]
+    except OSError:
+        return False
+    if not sites or re.search(r"(?mi)^\s*include-system-site-packages\s*=\s*true", config):
+        return False
+    if any(name.endswith(".pth") for name in names):
+        return False
+    present = {
+        canonicalize_name(name.partition("-")[0])
+        for name in names
+        if name.endswith((".dist-info", ".egg-info", ".egg"))
+    }
+    return any(
+        line.requirement.marker is None and canonicalize_name(line.requirement.name) not in present
+        for line in lines
+    )
 
 
 def _pinned_with_hash(line: _Line) -> bool:

@@ -37,7 +37,8 @@ import json
 with open(sys.argv[1], encoding="utf-8") as f:
     spec = json.load(f)
 sys.path.insert(0, spec["pip_parent"])
-import compileall, contextlib, csv, importlib.util, io, logging, os, warnings, zipfile
+import compileall, contextlib, csv, importlib.util, io, logging, multiprocessing, os, warnings
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pip._internal.exceptions import PipError
 from pip._internal.locations import get_scheme
@@ -145,8 +146,8 @@ def main():
     set_up_logging(spec["log_level"])
     workers = max(1, min(os.cpu_count() or 1, 8))
     pool = None
-    if spec["compile"] and workers > 1:
-        pool = ProcessPoolExecutor(workers)
+    if spec["compile"] and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         pool.submit(int).result()  # every worker forked now, before any file is written
     pending = []
     installed = []
@@ -174,11 +175,16 @@ def main():
                 futures = [pool.submit(compile_many, c) for c in chunks(paths, 16)]
                 pending.append((dist_info, paths, futures))
     except (PipError, OSError) as exc:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # nothing written after this exits
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     compiled = failed = 0
     for dist_info, paths, parts in pending:
-        ok = [x for part in parts for x in (part if pool is None else part.result())]
+        try:
+            ok = [x for part in parts for x in (part if pool is None else part.result())]
+        except Exception:  # a worker died: compile here what it was given
+            ok = compile_many(paths)
         pycs = [importlib.util.cache_from_source(p) for p, good in zip(paths, ok) if good]
         add_to_record(dist_info, [p for p in pycs if os.path.exists(p)])
         compiled += len(pycs)

@@ -19,15 +19,17 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
-from safepip.config import Settings
 from safepip.errors import HandoffError, TargetError
 from safepip.models import FileLink, VerifiedFile
-from safepip.report import Reporter
-from safepip.target import Target
+
+if TYPE_CHECKING:  # annotations only: the no-op check imports this module and must start fast
+    from safepip.config import Settings
+    from safepip.report import Reporter
+    from safepip.target import Target
 
 __all__ = [
     "JOURNAL_DIR",

@@ -266,7 +266,7 @@ class MetadataFetcher:
         *,
         timeout: float = 15.0,
         on_download: Callable[[FileLink, Path, dict[str, str]], None] | None = None,
-        workers: int = 16,
+        workers: int = 24,
     ) -> None:
         self.session = session
         self.store = store

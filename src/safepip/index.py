@@ -327,7 +327,7 @@ class IndexClient:
         *,
         cache: PageCache | None = None,
         timeout: float = 15.0,
-        workers: int = 16,
+        workers: int = 24,
         refresh: bool = False,
     ) -> None:
         self.session = session

@@ -199,7 +199,7 @@ class _Session(requests.Session):
         return super().merge_environment_settings(url, proxies, stream, verify, cert)
 
 
-def make_session(settings: NetSettings, pool_size: int = 16) -> requests.Session:
+def make_session(settings: NetSettings, pool_size: int = 32) -> requests.Session:
     session = _Session()
     session.headers["User-Agent"] = f"safepip/{__version__}"
     session.trust_env = settings.trust_env

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import email.parser
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from packaging.markers import Marker
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import InvalidRequirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
 from packaging.utils import (
@@ -37,9 +38,15 @@ from safepip.models import (
     Plan,
     UserRequirement,
 )
-from safepip.speculate import MetadataPrefetch, Speculator
+from safepip.speculate import MetadataPrefetch, Speculator, parse_requirement
 
-__all__ = ["CoreMetadata", "DirectCandidate", "ResolveOptions", "parse_metadata", "resolve"]
+__all__ = [
+    "CoreMetadata",
+    "DirectCandidate",
+    "ResolveOptions",
+    "parse_metadata",
+    "resolve",
+]
 
 PYTHON_ID = "<python>"
 
@@ -89,6 +96,11 @@ def parse_metadata(raw: bytes, where: str) -> CoreMetadata:
         requires_python=str(rp).strip() if rp and str(rp).strip() else None,
         raw=raw,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _specifier_set(text: str) -> SpecifierSet:
+    return SpecifierSet(text)
 
 
 class MetadataSource(Protocol):
@@ -248,6 +260,10 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         # keep meaning the same candidate across calls.
         self._interned: dict[tuple[object, ...], Candidate] = {}
         self._matches: dict[NormalizedName, list[Candidate]] = {}
+        # Metadata parsed once, by the speculation thread that fetched it or by the resolver.
+        self._parsed: dict[bytes, CoreMetadata] = {}
+        self._python_ok: dict[str, bool] = {}
+        self._marker_env: dict[str, dict[str, str]] = {}
         self.speculator: Speculator | None = None
         # Direct references: the only candidate for their project, never looked up on an index.
         self.direct: dict[NormalizedName, Candidate] = {}
@@ -255,8 +271,9 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             self.speculator = Speculator(
                 metadata,
                 self._likely_link,
-                lambda raw: parse_metadata(raw, "speculation").requires_dist,
+                lambda raw: self._parse(raw, "speculation").requires_dist,
                 options.markers,
+                pages=links.prefetch,
             )
 
     # resolvelib API
@@ -349,7 +366,9 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         deps = list(self._requirements_from(meta, candidate, frozenset(), extras_only=False))
         if meta.requires_python and not self.options.ignore_requires_python:
             try:
-                deps.append(PythonRequirement(SpecifierSet(meta.requires_python), repr(candidate)))
+                deps.append(
+                    PythonRequirement(_specifier_set(meta.requires_python), repr(candidate))
+                )
             except InvalidSpecifier:
                 pass
         index_deps = [
@@ -365,7 +384,9 @@ class Provider(AbstractProvider):  # type: ignore[misc]
 
     def _look_ahead(self, candidate: Candidate, window: int = 8) -> None:
         """When the resolver moves past the first candidate of a project it is backtracking:
-        fetch the metadata of the next few in parallel."""
+        fetch the metadata of the next ones in parallel, in the order it will try them, the
+        further ahead the longer it has been going (at least ``window``, at most twice as many
+        as it has passed over)."""
         matches = self._matches.get(candidate.name, [])
         if self.speculator is None or not matches or matches[0] is candidate:
             return
@@ -373,8 +394,9 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             at = matches.index(candidate)
         except ValueError:
             return
+        size = max(window, 2 * at)
         self.speculator.ahead(
-            [c.link for c in matches[at + 1 : at + 1 + window] if c.link is not None]
+            [c.link for c in matches[at + 1 : at + 1 + size] if c.link is not None]
         )
 
     def _likely_link(self, name: NormalizedName, specifier: SpecifierSet) -> FileLink | None:
@@ -407,7 +429,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
     ) -> Iterator[SpecRequirement]:
         for text in meta.requires_dist:
             try:
-                req = Requirement(text)
+                req = parse_requirement(text)
             except InvalidRequirement:
                 raise SafepipError(
                     f"{parent!r} declares an invalid requirement {text[:120]!r}",
@@ -438,9 +460,16 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             )
 
     def _marker_ok(self, marker: Marker, extra: str) -> bool:
-        env = dict(self.options.markers)
-        env["extra"] = extra
-        return bool(marker.evaluate(env))
+        env = self._marker_env.get(extra)
+        if env is None:
+            env = self._marker_env[extra] = {**self.options.markers, "extra": extra}
+        return bool(marker.evaluate(dict(env)))
+
+    def _parse(self, raw: bytes, where: str) -> CoreMetadata:
+        meta = self._parsed.get(raw)
+        if meta is None:
+            meta = self._parsed[raw] = parse_metadata(raw, where)
+        return meta
 
     def _metadata(self, candidate: Candidate) -> CoreMetadata:
         if candidate._meta is not None:
@@ -456,7 +485,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             raw = self.metadata_source.metadata(link)
         else:
             raw = self.builder.prepare_metadata(link)
-        meta = parse_metadata(raw, link.filename)
+        meta = self._parse(raw, link.filename)
         if meta.name != candidate.name or meta.version != candidate.version:
             raise PolicyRefusal(
                 f"{link.filename} says it is {meta.name} {meta.version} in its metadata",
@@ -520,14 +549,21 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         if not link.is_wheel and not self.options.allows_source(name):
             return None
         if link.requires_python and not self.options.ignore_requires_python:
-            try:
-                if not SpecifierSet(link.requires_python).contains(
-                    self.options.python_version, prereleases=True
-                ):
-                    return None
-            except InvalidSpecifier:
-                pass
+            if not self._supports_python(link.requires_python):
+                return None
         return version
+
+    def _supports_python(self, requires_python: str) -> bool:
+        """Whether the target's Python meets ``requires_python`` (an invalid one is ignored)."""
+        ok = self._python_ok.get(requires_python)
+        if ok is None:
+            try:
+                spec = _specifier_set(requires_python)
+                ok = spec.contains(self.options.python_version, prereleases=True)
+            except InvalidSpecifier:
+                ok = True
+            self._python_ok[requires_python] = ok
+        return ok
 
     def _best_link(self, links: Sequence[FileLink]) -> FileLink:
         def rank(link: FileLink) -> tuple[int, int]:

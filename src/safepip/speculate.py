@@ -7,6 +7,7 @@ never used changes nothing."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,14 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from safepip.models import FileLink
 
-__all__ = ["MetadataPrefetch", "Speculator"]
+__all__ = ["MetadataPrefetch", "Speculator", "parse_requirement"]
+
+
+@functools.lru_cache(maxsize=8192)
+def parse_requirement(text: str) -> Requirement:
+    """``Requirement(text)``, parsed once however many candidates declare it, here and in the
+    resolver (the result is shared: callers never change it)."""
+    return Requirement(text)
 
 
 @runtime_checkable
@@ -45,16 +53,19 @@ class Speculator:
         requires_of: RequiresOf,
         markers: Mapping[str, str],
         *,
-        workers: int = 8,
+        pages: Callable[[Iterable[NormalizedName]], None] | None = None,
+        workers: int = 16,
         max_projects: int = 2000,
     ) -> None:
         self._source = source
+        self._pages = pages
         self._likely_link = likely_link
         self._requires_of = requires_of
         self._markers = dict(markers)
         self._max_projects = max_projects
         self._lock = threading.Lock()
-        self._seen: set[NormalizedName] = set()
+        self._seen: set[tuple[NormalizedName, str, frozenset[str]]] = set()
+        self._skipped: set[NormalizedName] = set()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="safepip-speculate")
         self._closed = False
 
@@ -62,11 +73,22 @@ class Speculator:
         self, name: NormalizedName, specifier: SpecifierSet, extras: frozenset[str] = frozenset()
     ) -> None:
         """Fetch, in the background, the metadata of the version of ``name`` the resolver will
-        most likely choose, then of its dependencies, recursively (each project once)."""
+        most likely choose, then of its dependencies, recursively. Each project is looked at
+        again for each new range asked of it (a dependency that rules out the newest version
+        makes the likely one another); each file is fetched once."""
+        key = (name, str(specifier), extras)
         with self._lock:
-            if self._closed or name in self._seen or len(self._seen) >= self._max_projects:
+            if (
+                self._closed
+                or name in self._skipped
+                or key in self._seen
+                or len(self._seen) >= self._max_projects
+            ):
                 return
-            self._seen.add(name)
+            self._seen.add(key)
+            if self._pages is not None:
+                # The page is asked for now: the step may wait behind others for a thread.
+                self._pages((name,))
             try:
                 self._pool.submit(self._step, name, specifier, extras)
             except RuntimeError:
@@ -75,7 +97,7 @@ class Speculator:
     def skip(self, names: Iterable[NormalizedName]) -> None:
         """Never look these projects up (they come from direct references, not an index)."""
         with self._lock:
-            self._seen.update(names)
+            self._skipped.update(names)
 
     def ahead(self, links: Sequence[FileLink]) -> None:
         """Fetch the metadata of the candidates the resolver will try next."""
@@ -111,7 +133,7 @@ class Speculator:
     ) -> Iterator[tuple[NormalizedName, SpecifierSet, frozenset[str]]]:
         for text in requires:
             try:
-                req = Requirement(text)
+                req = parse_requirement(text)
             except InvalidRequirement:
                 continue
             if req.url:

@@ -10,6 +10,7 @@ import html
 import html.parser
 import json
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -50,6 +51,27 @@ ACCEPT = (
 )
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 _HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
+_HEX = re.compile(r"[0-9a-fA-F]*")
+
+
+def join_url(base: str, url: str) -> str:
+    """``urllib.parse.urljoin(base, url)``, without its cost for the absolute http(s) URLs an
+    index usually lists (thousands on a large project's page). URLs urljoin would change (an
+    empty query or fragment dropped, tabs and newlines taken out, IPv6 brackets checked, path
+    parameters) still go through it."""
+    if (
+        url.startswith(("https://", "http://"))
+        and not url.endswith("#")
+        and "?" not in url
+        and ";" not in url
+        and "[" not in url
+        and "]" not in url
+        and "\t" not in url
+        and "\r" not in url
+        and "\n" not in url
+    ):
+        return url
+    return urllib.parse.urljoin(base, url)
 
 
 def project_of_filename(filename: str) -> NormalizedName | None:
@@ -73,10 +95,10 @@ def _clean_hashes(raw: dict[Any, Any], where: str) -> Hashes:
         expected = _HASH_LENGTHS.get(algo)
         if expected is None:
             continue  # an algorithm we do not know says nothing; others may still verify
-        if len(digest) != expected or any(c not in "0123456789abcdefABCDEF" for c in digest):
+        if len(digest) != expected or _HEX.fullmatch(digest) is None:
             raise InvalidIndexPage(f"malformed {algo} hash {digest[:80]!r} in {where}")
         out[algo] = digest.lower()
-    return Hashes.from_mapping(out)
+    return Hashes(tuple(sorted(out.items())))  # what Hashes.from_mapping gives, built directly
 
 
 def _parse_time(value: object) -> datetime.datetime | None:
@@ -105,7 +127,7 @@ def _provenance_url(value: object, page_url: str) -> str | None:
     """PEP 740: the provenance object's URL, relative to the page like every other link."""
     if not isinstance(value, str) or not value.strip():
         return None
-    return urllib.parse.urljoin(page_url, value.strip())
+    return join_url(page_url, value.strip())
 
 
 def _fragment_hashes(url: str, where: str) -> tuple[str, Hashes]:
@@ -145,7 +167,7 @@ def parse_json_page(
         links.append(
             FileLink(
                 filename=filename,
-                url=urllib.parse.urljoin(page_url, url),
+                url=join_url(page_url, url),
                 index_url=index_url,
                 hashes=_clean_hashes(hashes_raw, f"{where} ({filename})"),
                 requires_python=rp if isinstance(rp, str) and rp.strip() else None,
@@ -217,7 +239,7 @@ def parse_html_page(
         href = anchor.get("href")
         if not href:
             continue
-        url, hashes = _fragment_hashes(urllib.parse.urljoin(base, href), where)
+        url, hashes = _fragment_hashes(join_url(base, href), where)
         filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
         owner = project_of_filename(filename)
         if owner is None or (name is not None and owner != name):

@@ -4,6 +4,7 @@ PEP 708, and the refusals for dependency confusion. No I/O: pages and policy in,
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -168,10 +169,18 @@ def _role(source: IndexSource, policy: IndexPolicy) -> str:
 def _version_of(link: FileLink) -> Version | None:
     try:
         if link.is_wheel:
-            return parse_wheel_filename(link.filename)[1]
+            return _wheel_version(link.filename.rsplit("-", 3)[0])
         return parse_sdist_filename(link.filename)[1]
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _wheel_version(stem: str) -> Version:
+    """The version of the wheels named ``stem-TAGS.whl`` (name, version, build). The tags never
+    make a wheel's name invalid, so one parse serves every wheel of a release (a large project
+    lists thousands, for every platform)."""
+    return parse_wheel_filename(stem + "-py3-none-any.whl")[1]
 
 
 def _versions(links: Iterable[FileLink]) -> tuple[str, ...]:

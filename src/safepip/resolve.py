@@ -255,6 +255,8 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         self.user_names = user_names
         self.python = Candidate(name=canonicalize_name("python"), version=options.python_version)
         self._tag_rank = {tag: i for i, tag in enumerate(options.tags)}
+        self._tag_texts = frozenset(str(tag) for tag in options.tags)
+        self._ranks: dict[str, tuple[int, int]] = {}
         self._by_version: dict[NormalizedName, dict[Version, list[FileLink]]] = {}
         # Candidates are interned so that resolvelib's incompatibilities (compared by identity)
         # keep meaning the same candidate across calls.
@@ -527,6 +529,8 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         return self._by_version.setdefault(name, by_version)
 
     def _usable_version(self, name: NormalizedName, link: FileLink) -> Version | None:
+        if link.is_wheel and not self._may_fit(link.filename):
+            return None  # most of a large project's wheels are for other platforms
         try:
             if link.is_wheel:
                 wname, version, _build, tags = parse_wheel_filename(link.filename)
@@ -553,6 +557,21 @@ class Provider(AbstractProvider):  # type: ignore[misc]
                 return None
         return version
 
+    def _may_fit(self, filename: str) -> bool:
+        """Whether a wheel's file name carries a tag the target supports, read from its last
+        three fields as ``parse_wheel_filename`` reads them, without parsing the rest (a name
+        that is no valid wheel name fits nothing either way)."""
+        parts = filename[:-4].lower().split("-")
+        if len(parts) not in (5, 6):
+            return False
+        interpreters, abis, platforms = parts[-3:]
+        return any(
+            f"{i}-{a}-{p}" in self._tag_texts
+            for i in interpreters.split(".")
+            for a in abis.split(".")
+            for p in platforms.split(".")
+        )
+
     def _supports_python(self, requires_python: str) -> bool:
         """Whether the target's Python meets ``requires_python`` (an invalid one is ignored)."""
         ok = self._python_ok.get(requires_python)
@@ -566,13 +585,19 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         return ok
 
     def _best_link(self, links: Sequence[FileLink]) -> FileLink:
-        def rank(link: FileLink) -> tuple[int, int]:
+        return links[0] if len(links) == 1 else min(links, key=self._link_rank)
+
+    def _link_rank(self, link: FileLink) -> tuple[int, int]:
+        """Wheels first, the one with the most preferred tag first; ranked once per file."""
+        found = self._ranks.get(link.filename)
+        if found is None:
             if link.is_wheel:
                 tags = parse_wheel_filename(link.filename)[3]
-                return (0, min(self._tag_rank.get(t, 1 << 30) for t in tags))
-            return (1, 0)
-
-        return min(links, key=rank)
+                found = (0, min(self._tag_rank.get(t, 1 << 30) for t in tags))
+            else:
+                found = (1, 0)
+            self._ranks[link.filename] = found
+        return found
 
     def _base_candidates(
         self, name: NormalizedName, reqs: Sequence[SpecRequirement]

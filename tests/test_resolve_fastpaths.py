@@ -1,0 +1,91 @@
+"""The resolver's fast paths decide what the general ones decide."""
+
+from __future__ import annotations
+
+import pytest
+from packaging.tags import Tag, sys_tags
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from safepip.models import FileLink
+from safepip.resolve import Provider, RefuseBuilds, ResolveOptions
+
+TAGS = (Tag("cp311", "cp311", "manylinux_2_17_x86_64"), Tag("py3", "none", "any"))
+
+
+class _NoLinks:
+    def links_for(self, name: object) -> list[FileLink]:
+        return []
+
+    def prefetch(self, names: object) -> None:
+        pass
+
+
+class _NoMetadata:
+    def metadata(self, link: FileLink) -> bytes:
+        raise AssertionError("not asked")
+
+
+def _provider(tags: tuple[Tag, ...]) -> Provider:
+    options = ResolveOptions(tags=tags, markers={}, python_version=Version("3.11"), installed={})
+    return Provider(_NoLinks(), _NoMetadata(), RefuseBuilds(), options, {}, frozenset())
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0-1-py3-none-any.whl",
+        "demo-1.0-PY3-NONE-ANY.whl",
+        "demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "demo-1.0-cp310.cp311-abi3-manylinux_2_17_x86_64.whl",
+        "demo-1.0-cp311-cp311-win_amd64.whl",
+        "demo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+        "demo-1.0-py2.py3-none-any.whl",
+        "demo-1.0-none-any.whl",
+        "demo-1.0-x-y-py3-none-any.whl",
+        "de-mo-1.0-py3-none-any.whl",
+        "demo-1.0-py3-none-any-extra.whl",
+    ],
+)
+def test_a_wheel_fits_exactly_when_one_of_its_parsed_tags_is_supported(filename: str) -> None:
+    provider = _provider(TAGS)
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        # A name parse_wheel_filename refuses may pass the tag test: it is refused after it.
+        return
+    assert provider._may_fit(filename) == any(t in TAGS for t in tags)
+
+
+def test_the_fast_tag_test_agrees_with_this_interpreters_tags() -> None:
+    tags = tuple(sys_tags())
+    provider = _provider(tags)
+    for tag in tags[:200]:
+        assert provider._may_fit(f"demo-1.0-{tag.interpreter}-{tag.abi}-{tag.platform}.whl")
+    assert not provider._may_fit("demo-1.0-cp27-cp27mu-manylinux1_i686.whl")
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0-1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "demo-1.0-x1-py3-none-any.whl",
+        "demo-1.0.post1.dev2-py2.py3-none-any.whl",
+        "demo-not.a.version-py3-none-any.whl",
+        "de__mo-1.0-py3-none-any.whl",
+        "de-mo-1.0-py3-none-any.whl",
+        "demo-py3-none-any.whl",
+        "demo-1.0-1-2-py3-none-any.whl",
+    ],
+)
+def test_the_version_policy_records_is_the_parsed_one(filename: str) -> None:
+    from safepip.policy import _version_of
+
+    try:
+        expected: Version | None = parse_wheel_filename(filename)[1]
+    except (InvalidWheelFilename, InvalidVersion):
+        expected = None
+    link = FileLink(filename=filename, url=f"https://files.example/{filename}", index_url="x")
+    assert _version_of(link) == expected

@@ -662,6 +662,19 @@ def test_editable_again_is_a_no_op_until_its_configuration_changes(
     assert "Requires-Dist: dep>=1" in requires
     assert "dep==1.0" in _freeze(target_venv)
     assert (info / "direct_url.json").is_file()
+    # Not editable now, then again after an edit at the same version: pip reinstalls a local
+    # project each time, and so does safepip.
+    with IndexServer(backends) as server:
+        plain_args = ("install", "--python", python, "-i", server.simple_url, str(tree))
+        regular = run_safepip(*plain_args)
+        assert regular.returncode == 0, regular.stderr
+        module = _site(target_venv) / "again_proj" / "__init__.py"
+        assert module.is_file() and _direct_url(target_venv, info.name)["dir_info"] == {}
+        (tree / "again_proj" / "__init__.py").write_text("__version__ = 'edited'\n")
+        edited = run_safepip(*plain_args)
+        assert edited.returncode == 0, edited.stderr
+    assert module.read_text() == "__version__ = 'edited'\n"
+    assert "dep==1.0" in _freeze(target_venv)  # the dependency installed before is kept
     gone = run_safepip("uninstall", "--python", python, "-y", "again-proj")
     assert gone.returncode == 0, gone.stderr
     assert not info.exists()  # the recorded state is in RECORD: uninstall removes it too

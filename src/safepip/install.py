@@ -47,9 +47,6 @@ def handoff_command(
         except OSError:
             link_path.write_bytes(vf.path.read_bytes())
         line = _requirement_line(vf.pin.name, str(vf.pin.version), sorted(vf.pin.extras), vf.sha256)
-        if vf.pin.direct is not None and vf.pin.direct.kind in ("directory", "vcs"):
-            # By URL, so that pip reinstalls over an editable of the same version, as it does.
-            line = line.replace(f"=={vf.pin.version} ", f" @ {link_path.as_uri()} ", 1)
         if vf.pin.requested:
             requested_lines.append(line)
         else:
@@ -83,9 +80,25 @@ def handoff_command(
         # Only dependencies changed (a user requirement was already satisfied): name them.
         argv[argv.index("-r")] = "-r"
         reqs.write_text("".join(constraint_lines))
+    elif any(map(_always_reinstalled, files)):
+        # pip reinstalls a local project even at the version installed; from a wheelhouse it
+        # would not. The plan is complete, so every file is named and nothing else is looked up.
+        reqs.write_text("".join(requested_lines + constraint_lines))
+        argv += ["--force-reinstall", "--no-deps"]
     argv += _passthrough_options(settings)
     argv += _deferred_compile_options(settings, argv)
     return argv
+
+
+def _always_reinstalled(vf: VerifiedFile) -> bool:
+    """What pip reinstalls even at the installed version: a project directory (editable or
+    not) or a local source archive."""
+    direct = vf.pin.direct
+    return direct is not None and (
+        direct.kind == "directory"
+        or direct.editable
+        or (direct.url.startswith("file:") and direct.kind == "archive")
+    )
 
 
 def pip_under(target_python: str) -> list[str]:

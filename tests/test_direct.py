@@ -152,6 +152,21 @@ def test_unnamed_sources_get_a_stand_in_name_until_their_metadata_is_read(
     assert named.direct is not None and named.direct.named
 
 
+def test_editables_are_refused_in_hash_checking_mode(tmp_path: Path) -> None:
+    from safepip.direct import hash_mode_refusal
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[project]\nname = "proj"\nversion = "1"\n')
+    editable = hash_mode_refusal(parse_direct(str(project), "r.txt", editable=True))
+    assert editable is not None and "editable" in str(editable)
+    commit = "c" * 40
+    git = parse_direct(f"proj @ git+https://example.test/r.git@{commit}", "r.txt", editable=True)
+    assert hash_mode_refusal(git) is not None  # even at a fixed commit, as pip refuses it
+    fixed = parse_direct(f"proj @ git+https://example.test/r.git@{commit}", "r.txt")
+    assert hash_mode_refusal(fixed) is None  # not editable: a full commit id is enough
+
+
 def test_static_name_from_pyproject(tmp_path: Path) -> None:
     project = tmp_path / "proj"
     project.mkdir()

@@ -40,7 +40,6 @@ sys.path.insert(0, spec["pip_parent"])
 import compileall, contextlib, csv, importlib.util, io, logging, multiprocessing, os, warnings
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
-from pip._internal.exceptions import PipError
 from pip._internal.locations import get_scheme
 from pip._internal.operations.install.wheel import install_wheel, wheel_root_is_purelib
 from pip._internal.utils.wheel import parse_wheel
@@ -142,43 +141,31 @@ def chunks(items, size):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def main():
-    set_up_logging(spec["log_level"])
-    workers = max(1, min(os.cpu_count() or 1, 8))
-    pool = None
-    if spec["compile"] and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-        pool.submit(int).result()  # every worker forked now, before any file is written
+def install_and_compile(pool):
     pending = []
     installed = []
-    try:
-        for item in spec["wheels"]:
-            name, wheel = item["name"], item["path"]
-            scheme = get_scheme(name, isolated=True)
-            install_wheel(
-                name,
-                wheel,
-                scheme=scheme,
-                req_description=item["description"],
-                pycompile=False,
-                warn_script_location=spec["warn_script_location"],
-                requested=item["requested"],
-            )
-            installed.append([name, item["version"]])
-            if not spec["compile"]:
-                continue
-            _, dist_info = dist_info_of(wheel, name, scheme)
-            paths = sources(dist_info)
-            if pool is None:
-                pending.append((dist_info, paths, [compile_many(paths)]))
-            else:
-                futures = [pool.submit(compile_many, c) for c in chunks(paths, 16)]
-                pending.append((dist_info, paths, futures))
-    except (PipError, OSError) as exc:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)  # nothing written after this exits
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return 1
+    for item in spec["wheels"]:
+        name, wheel = item["name"], item["path"]
+        scheme = get_scheme(name, isolated=True)
+        install_wheel(
+            name,
+            wheel,
+            scheme=scheme,
+            req_description=item["description"],
+            pycompile=False,
+            warn_script_location=spec["warn_script_location"],
+            requested=item["requested"],
+        )
+        installed.append([name, item["version"]])
+        if not spec["compile"]:
+            continue
+        _, dist_info = dist_info_of(wheel, name, scheme)
+        paths = sources(dist_info)
+        if pool is None:
+            pending.append((dist_info, paths, [compile_many(paths)]))
+        else:
+            futures = [pool.submit(compile_many, c) for c in chunks(paths, 16)]
+            pending.append((dist_info, paths, futures))
     compiled = failed = 0
     for dist_info, paths, parts in pending:
         try:
@@ -189,12 +176,29 @@ def main():
         add_to_record(dist_info, [p for p in pycs if os.path.exists(p)])
         compiled += len(pycs)
         failed += ok.count(False)
+    return {"installed": installed, "compiled": compiled, "failed": failed}
+
+
+def main():
+    set_up_logging(spec["log_level"])
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    pool = None
+    if spec["compile"] and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        pool.submit(int).result()  # every worker forked now, before any file is written
+    try:
+        result = install_and_compile(pool)
+    except Exception as exc:  # pip's refusal or anything else: one line, then the rollback
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # nothing written after this exits
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
     if pool is not None:
         pool.shutdown()
     if spec["warn_conflicts"]:
         warn_about_conflicts([item["canonical"] for item in spec["wheels"]])
     with open(sys.argv[2], "w", encoding="utf-8") as f:
-        json.dump({"installed": installed, "compiled": compiled, "failed": failed}, f)
+        json.dump(result, f)
     return 0
 
 

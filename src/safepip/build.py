@@ -28,6 +28,7 @@ from packaging.utils import (
 )
 
 from safepip import sandbox
+from safepip.buildconstraints import BuildConstraints, check_build_pins
 from safepip.errors import PolicyRefusal, SafepipError
 from safepip.fetch import download_all, hash_file
 from safepip.models import FileLink, Finding, Hashes, Pin, UserRequirement, VerifiedFile
@@ -233,6 +234,7 @@ class BuildContext:
     reporter: Reporter
     environ: Mapping[str, str]
     cache_dir: Path | None
+    build_constraints: BuildConstraints = BuildConstraints()
 
 
 @dataclass
@@ -668,8 +670,17 @@ class SandboxedBuilder:
             ignore_installed=True,
             no_deps=False,
         )
-        plan = resolve(reqs, (), self.ctx.links, self.ctx.metadata, options, builder=_WheelsOnly())
+        pinned = self.ctx.build_constraints
+        plan = resolve(
+            reqs,
+            pinned.constraints,
+            self.ctx.links,
+            self.ctx.metadata,
+            options,
+            builder=_WheelsOnly(),
+        )
         pins = list(plan.to_install())
+        check_build_pins(pins, pinned, where)
         for pin in pins:
             assert isinstance(pin.source, FileLink)
         files = download_all(

@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["DEFAULT_BUILD_REQUIRES", "static_build_requires"]
+__all__ = ["DEFAULT_BUILD_REQUIRES", "static_build_requires", "tree_build_requires"]
 
 # What pip assumes for a project without a [build-system] table (PEP 517's legacy fallback).
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0",)
@@ -68,7 +68,20 @@ def static_build_requires(path: Path, filename: str) -> tuple[str, ...]:
     """The requirements ``[build-system] requires`` lists in the sdist's own pyproject.toml
     (pip's default when there is none). Build hooks may add more; those are not known here."""
     reader = _read_member_zip if filename.endswith(".zip") else _read_member_tar
-    raw = reader(path, filename)
+    return _requires_of(reader(path, filename), filename)
+
+
+def tree_build_requires(tree: Path) -> tuple[str, ...]:
+    """The same, for a source tree (a project directory or a git checkout)."""
+    pyproject = tree / "pyproject.toml"
+    if pyproject.is_symlink() or not pyproject.is_file():
+        return DEFAULT_BUILD_REQUIRES
+    if pyproject.stat().st_size > MAX_PYPROJECT_BYTES:
+        raise _refuse(str(tree), "pyproject.toml is too large")
+    return _requires_of(pyproject.read_bytes(), str(tree))
+
+
+def _requires_of(raw: bytes | None, filename: str) -> tuple[str, ...]:
     if raw is None:
         return DEFAULT_BUILD_REQUIRES
     try:

@@ -60,6 +60,7 @@ class Settings:
     constraints: tuple[UserRequirement, ...]
     sources: tuple[IndexSource, ...]
     net: NetSettings
+    build_constraints: tuple[str, ...] = ()  # --build-constraint files
     python: str | None = None
     upgrade: bool = False
     upgrade_strategy: str = "only-if-needed"
@@ -337,6 +338,7 @@ def parse_pipeline_args(
         command=command,
         requirements=parsed.requirements,
         constraints=parsed.constraints,
+        build_constraints=tuple(getattr(options, "build_constraints", None) or ()),
         sources=sources,
         net=net,
         python=options.python or None,

@@ -53,7 +53,6 @@ __all__ = [
     "parse_direct",
     "prepare_direct",
     "record_origins",
-    "refuse_direct_in_lock",
     "source_dir",
     "static_project_name",
     "with_direct_names",
@@ -377,10 +376,18 @@ class TreeBuilder(Protocol):
     def build_tree(self, tree: Path, pin: Pin, *, editable: bool) -> Path: ...
 
 
-def _file_link(reference: DirectReference) -> FileLink:
+def _file_link(reference: DirectReference, hashes: Hashes) -> FileLink:
+    """The file a wheel or archive reference names; when its hashes admit one file only, every
+    download of it (the sandboxed build's too) checks them, before any of its code runs."""
     fetch_url = reference.credentials_url or reference.url
     filename = urllib.parse.unquote(urllib.parse.urlsplit(reference.url).path.rsplit("/", 1)[-1])
-    return FileLink(filename=filename, url=fetch_url, index_url=reference.url)
+    one_each = all(len(hashes.allowed(a)) == 1 for a in hashes.algorithms)
+    return FileLink(
+        filename=filename,
+        url=fetch_url,
+        index_url=reference.url,
+        hashes=hashes if one_each else Hashes(),
+    )
 
 
 def source_dir(settings: Settings, target: Target) -> Path | None:
@@ -501,7 +508,7 @@ def _prepare_each(
         if reference.named and _seen_before(seen, req.name, reference):
             continue
         if reference.kind in ("wheel", "archive"):
-            link = _file_link(reference)
+            link = _file_link(reference, req.hashes)
             raw = (
                 metadata.metadata(link)
                 if reference.kind == "wheel"
@@ -648,14 +655,3 @@ def hash_mode_refusal(req: UserRequirement) -> PolicyRefusal | None:
             reference="hash-unpinned",
         )
     return None
-
-
-def refuse_direct_in_lock(direct: Sequence[DirectCandidate]) -> None:
-    """A lock records index files by hash; a direct reference is not recorded yet."""
-    if direct:
-        shown = ", ".join(describe(d.reference) for d in direct)
-        raise UsageError(
-            f"`safepip lock` does not record direct references yet: {shown}",
-            hint="lock the index requirements, and install the direct references separately",
-            reference="unsupported-requirement",
-        )

@@ -8,6 +8,8 @@ import os
 import re
 import sys
 import tempfile
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from packaging.pylock import (
     PylockValidationError,
     is_valid_pylock_path,
 )
+from packaging.requirements import Requirement
 from packaging.tags import Tag
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
@@ -33,18 +36,21 @@ from packaging.version import Version
 from safepip.errors import PolicyRefusal, RequirementsError, UsageError
 from safepip.models import (
     AlreadyInstalled,
+    DirectReference,
     FileLink,
     Hashes,
     IndexSource,
     InstalledDist,
     Pin,
     Plan,
+    UserRequirement,
 )
 from safepip.net import is_secure_origin, redact_url, strip_credentials
 
 if TYPE_CHECKING:
     from safepip.attest import Identity
     from safepip.config import Settings
+    from safepip.resolve import DirectCandidate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,6 +62,7 @@ __all__ = [
     "LockDocument",
     "LockFormat",
     "LockSource",
+    "LockedDirect",
     "LockedPackage",
     "check_lock_input",
     "check_require_hashes",
@@ -63,6 +70,7 @@ __all__ = [
     "format_for_path",
     "is_pylock_path",
     "lock_sources",
+    "locked_direct_requirements",
     "plan_from_locks",
     "read_existing_pins",
     "render",
@@ -90,8 +98,23 @@ class LockSource:
 
 
 @dataclass(frozen=True, slots=True)
+class LockedDirect:
+    """Where a direct reference's project comes from, fixed: a git repository at a full commit
+    id, a local project directory, or an archive (a wheel or sdist) with its sha256."""
+
+    kind: Literal["vcs", "directory", "archive"]
+    url: str  # vcs: the repository (no ``git+``, no ref); else the file: or remote URL
+    commit_id: str | None = None
+    requested_revision: str | None = None
+    subdirectory: str | None = None
+    editable: bool = False
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LockedPackage:
-    """One project at one version in a lock, with every file of that version and its hashes."""
+    """One project at one version in a lock, with every file of that version and its hashes
+    (or, for a direct reference, the one source it is locked to)."""
 
     name: NormalizedName
     version: Version
@@ -101,6 +124,7 @@ class LockedPackage:
     via: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
     identity: Identity | None = None  # the publisher pinned by --pin-attestations (PEP 740)
+    direct: LockedDirect | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +137,7 @@ class LockDocument:
     index_lines: tuple[str, ...] = ()  # requirements format: --index-url and friends
     title: str = "requirements"
     build_constraints: str | None = None  # the companion file pinning build dependencies
+    base_dir: str = "."  # where the lock is written: local paths are recorded relative to it
 
 
 # --- formats ---------------------------------------------------------------------------------
@@ -165,6 +190,49 @@ def render(document: LockDocument, fmt: LockFormat) -> str:
     return render_pylock(document) if fmt == "pylock" else render_requirements(document)
 
 
+def _local_path(url: str) -> Path | None:
+    if not url.startswith("file:"):
+        return None
+    return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+
+
+def _relative(path: Path, base_dir: str) -> str:
+    return Path(os.path.relpath(path, os.path.abspath(base_dir))).as_posix()
+
+
+def _pylock_direct(package: LockedPackage, direct: LockedDirect, base_dir: str) -> Package:
+    """PEP 751's entry for a direct reference, as pip's ``lock`` writes it: a source tree has no
+    version; an archive keeps its own, which its hash fixes."""
+    local = _local_path(direct.url)
+    marker = Marker(package.marker) if package.marker else None
+    if direct.kind == "vcs":
+        assert direct.commit_id is not None
+        vcs = PackageVcs(
+            type="git",
+            url=direct.url,
+            requested_revision=direct.requested_revision,
+            commit_id=direct.commit_id,
+            subdirectory=direct.subdirectory,
+        )
+        return Package(name=package.name, marker=marker, vcs=vcs)
+    if direct.kind == "directory":
+        assert local is not None
+        directory = PackageDirectory(
+            path=_relative(local, base_dir),
+            editable=True if direct.editable else None,
+            subdirectory=direct.subdirectory,
+        )
+        return Package(name=package.name, marker=marker, directory=directory)
+    assert direct.sha256 is not None
+    archive = PackageArchive(
+        url=None if local else direct.url,
+        path=_relative(local, base_dir) if local else None,
+        hashes={"sha256": direct.sha256},
+        subdirectory=direct.subdirectory,
+    )
+    return Package(name=package.name, version=package.version, marker=marker, archive=archive)
+
+
 def _file_url(link: FileLink) -> str:
     return strip_credentials(link.url.split("#", 1)[0])[0]
 
@@ -181,7 +249,9 @@ def _upload_time(link: FileLink) -> datetime.datetime | None:
     return link.upload_time.astimezone(datetime.timezone.utc).replace(microsecond=0)
 
 
-def _pylock_package(package: LockedPackage) -> Package:
+def _pylock_package(package: LockedPackage, base_dir: str) -> Package:
+    if package.direct is not None:
+        return _pylock_direct(package, package.direct, base_dir)
     wheels = [
         PackageWheel(
             name=f.filename,
@@ -230,7 +300,7 @@ def render_pylock(document: LockDocument) -> str:
         lock_version=Version("1.0"),
         environments=[Marker(e) for e in document.environments] or None,
         created_by="safepip",
-        packages=[_pylock_package(p) for p in document.packages],
+        packages=[_pylock_package(p, document.base_dir) for p in document.packages],
         tool={"safepip": _tool_table(document)},
     )
     lock.validate()
@@ -238,8 +308,25 @@ def render_pylock(document: LockDocument) -> str:
     return text
 
 
+def _direct_requirement_url(direct: LockedDirect) -> str:
+    """``git+URL@COMMIT`` or the archive's URL, with pip's ``#subdirectory=`` fragment."""
+    if direct.kind == "directory":
+        raise UsageError(
+            f"a requirements file cannot pin the directory {redact_url(direct.url)}: "
+            "a directory has no hash to check",
+            hint="lock into a pylock.toml (it records directories), or install the directory "
+            "separately",
+            reference="hash-unpinned",
+        )
+    url = f"git+{direct.url}@{direct.commit_id}" if direct.kind == "vcs" else direct.url
+    return url + (f"#subdirectory={direct.subdirectory}" if direct.subdirectory else "")
+
+
 def _requirement_head(package: LockedPackage) -> str:
     extras = f"[{','.join(package.extras)}]" if package.extras else ""
+    if package.direct is not None:
+        head = f"{package.name}{extras} @ {_direct_requirement_url(package.direct)}"
+        return head + (f" ; {package.marker}" if package.marker else "")
     head = f"{package.name}{extras}=={package.version}"
     if package.marker:
         head += f" ; {package.marker}"
@@ -268,6 +355,8 @@ def render_requirements(document: LockDocument) -> str:
     ]
     for package in document.packages:
         hashes = sorted({f.sha256 for f in package.files if f.sha256})
+        if package.direct is not None and package.direct.sha256:
+            hashes = [package.direct.sha256]
         lines.append(_requirement_head(package) + (" \\" if hashes else ""))
         for i, digest in enumerate(hashes):
             tail = " \\" if i < len(hashes) - 1 else ""
@@ -398,36 +487,149 @@ def _artifact_url(lock_path: str, path: str | None, url: str | None) -> str:
     return url
 
 
-def _refuse_direct(where: str, package: Package, kind: str) -> PolicyRefusal:
-    return PolicyRefusal(
-        f"{package.name} in {where} is a {kind} entry, which safepip does not install yet",
-        hint="lock it from an index so that it is pinned to files with hashes",
-        reference="vcs-unsupported" if kind == "VCS" else "unsupported-requirement",
+DirectArtifact = PackageVcs | PackageDirectory | PackageArchive
+
+
+def _locked_reference(
+    where: str, lock_path: str, package: Package, artifact: DirectArtifact
+) -> tuple[DirectReference, Hashes]:
+    """The direct reference a lock entry pins: git at its full commit id, a project directory
+    (relative to the lock), or an archive with its hashes."""
+    if isinstance(artifact, PackageVcs):
+        from safepip.vcs import is_commit_id
+
+        if artifact.type != "git":
+            raise PolicyRefusal(
+                f"{package.name} in {where} is a {artifact.type} entry; only git is supported",
+                hint="lock a git repository, a wheel or a source archive of the project",
+                reference="vcs-unsupported",
+            )
+        if not is_commit_id(artifact.commit_id):
+            raise PolicyRefusal(
+                f"{package.name} in {where} has commit-id {artifact.commit_id!r}, which is not "
+                "a full commit id",
+                hint="regenerate the lock with `safepip lock`",
+                reference="hash-unpinned",
+            )
+        repo = _artifact_url(lock_path, artifact.path, artifact.url)
+        url = f"git+{repo}@{artifact.commit_id.lower()}"
+        return DirectReference(url=url, kind="vcs", subdirectory=artifact.subdirectory), Hashes()
+    if isinstance(artifact, PackageDirectory):
+        url = _artifact_url(lock_path, artifact.path, None)
+        reference = DirectReference(
+            url=url,
+            kind="directory",
+            editable=bool(artifact.editable),
+            subdirectory=artifact.subdirectory,
+        )
+        return reference, Hashes()
+    hashes = Hashes.from_mapping(artifact.hashes)
+    url = _artifact_url(lock_path, artifact.path, artifact.url)
+    if not is_secure_origin(url):
+        raise PolicyRefusal(
+            f"{package.name} in {where} is served over plain HTTP ({redact_url(url)})",
+            hint="lock an HTTPS URL",
+            reference="insecure-index",
+        )
+    kind: Literal["wheel", "archive"] = (
+        "wheel" if urllib.parse.urlsplit(url).path.endswith(".whl") else "archive"
     )
+    return DirectReference(url=url, kind=kind, subdirectory=artifact.subdirectory), hashes
+
+
+def _pin_from_direct(
+    where: str,
+    lock_path: str,
+    package: Package,
+    artifact: DirectArtifact,
+    direct: Mapping[NormalizedName, DirectCandidate],
+) -> Pin:
+    """The pin of a direct entry, from the candidate prepared for it (checked out at its commit,
+    or read from its hash-checked archive)."""
+    from safepip.resolve import parse_metadata
+
+    _, hashes = _locked_reference(where, lock_path, package, artifact)
+    candidate = direct[package.name]
+    if package.version is not None and candidate.version != package.version:
+        raise PolicyRefusal(
+            f"{package.name} in {where} is locked at {package.version}, but its source is "
+            f"version {candidate.version}",
+            hint="regenerate the lock with `safepip lock`",
+            reference="metadata-mismatch",
+        )
+    meta = parse_metadata(candidate.metadata, candidate.link.filename)
+    return Pin(
+        name=package.name,
+        version=candidate.version,
+        source=candidate.link,
+        requires=meta.requires_dist,
+        requested=True,
+        expected_hashes=hashes,
+        metadata=candidate.metadata,
+        direct=candidate.reference,
+    )
+
+
+def _selected(
+    source: LockSource, markers: Mapping[str, str], tags: Sequence[Tag]
+) -> list[
+    tuple[Package, PackageVcs | PackageDirectory | PackageArchive | PackageWheel | PackageSdist]
+]:
+    lock = read_pylock(source.path)
+    where = source.path
+    check_environments(where, [str(e) for e in lock.environments or ()], markers)
+    groups = set(source.groups)
+    if source.default_groups:
+        groups.update(lock.default_groups or ())
+    try:
+        return list(
+            lock.select(
+                environment=dict(markers),  # type: ignore[arg-type]
+                tags=list(tags),
+                extras=source.extras,
+                dependency_groups=groups,
+            )
+        )
+    except PylockSelectError as exc:
+        raise PolicyRefusal(
+            f"{where} cannot be installed in this environment "
+            f"({describe_environment(markers)}): {exc}",
+            hint="regenerate the lock for this environment with `safepip lock`",
+            reference="lock-environment-mismatch",
+        ) from None
+
+
+def locked_direct_requirements(
+    sources: Sequence[LockSource], markers: Mapping[str, str], tags: Sequence[Tag]
+) -> tuple[UserRequirement, ...]:
+    """The direct references the locks pin for this environment (git at a commit, directories,
+    archives with hashes), to be checked out or fetched and prepared before the plan is made."""
+    out = []
+    for source in sources:
+        for package, artifact in _selected(source, markers, tags):
+            if isinstance(artifact, (PackageVcs, PackageDirectory, PackageArchive)):
+                reference, hashes = _locked_reference(source.path, source.path, package, artifact)
+                out.append(
+                    UserRequirement(
+                        requirement=Requirement(f"{package.name} @ {reference.url}"),
+                        comes_from=source.path,
+                        hashes=hashes,
+                        direct=reference,
+                    )
+                )
+    return tuple(out)
 
 
 def _pin_from_artifact(
     where: str,
     lock_path: str,
     package: Package,
-    artifact: PackageVcs | PackageDirectory | PackageArchive | PackageWheel | PackageSdist,
+    artifact: PackageWheel | PackageSdist,
 ) -> Pin:
-    if isinstance(artifact, PackageVcs):
-        raise _refuse_direct(where, package, "VCS")
-    if isinstance(artifact, PackageDirectory):
-        raise _refuse_direct(where, package, "directory")
-    if isinstance(artifact, PackageArchive):
-        raise _refuse_direct(where, package, "direct archive")
     if package.version is None:
         raise RequirementsError(f"{package.name} in {where} has no version")
-    if isinstance(artifact, PackageSdist):
-        raise PolicyRefusal(
-            f"{package.name}=={package.version} in {where} has no wheel for this environment, "
-            "only a source distribution, and building one from a lock is not supported yet",
-            hint="build the wheel with `safepip wheel` and lock that, or lock for a platform "
-            "with wheels",
-            reference="build-refused",
-        )
+    # An sdist (no wheel fits this environment) is built in the sandbox like any other, its
+    # build dependencies pinned by the lock's build constraints (safepip.buildconstraints).
     hashes = Hashes.from_mapping(artifact.hashes)
     url = _artifact_url(lock_path, artifact.path, artifact.url)
     if not is_secure_origin(url):
@@ -476,34 +678,18 @@ def plan_from_locks(
     installed: Mapping[NormalizedName, InstalledDist],
     *,
     reinstall: bool = False,
+    direct: Sequence[DirectCandidate] = (),
 ) -> Plan:
-    """Exactly what the locks pin for this environment, with no resolution."""
+    """Exactly what the locks pin for this environment, with no resolution (a direct entry is
+    taken from the candidate prepared for it by ``locked_direct_requirements``)."""
+    prepared = {d.name: d for d in direct}
     pins: dict[NormalizedName, Pin] = {}
     for source in sources:
-        lock = read_pylock(source.path)
-        where = source.path
-        check_environments(where, [str(e) for e in lock.environments or ()], markers)
-        groups = set(source.groups)
-        if source.default_groups:
-            groups.update(lock.default_groups or ())
-        try:
-            selected = list(
-                lock.select(
-                    environment=dict(markers),  # type: ignore[arg-type]
-                    tags=list(tags),
-                    extras=source.extras,
-                    dependency_groups=groups,
-                )
-            )
-        except PylockSelectError as exc:
-            raise PolicyRefusal(
-                f"{where} cannot be installed in this environment "
-                f"({describe_environment(markers)}): {exc}",
-                hint="regenerate the lock for this environment with `safepip lock`",
-                reference="lock-environment-mismatch",
-            ) from None
-        for package, artifact in selected:
-            pin = _pin_from_artifact(where, source.path, package, artifact)
+        for package, artifact in _selected(source, markers, tags):
+            if isinstance(artifact, (PackageVcs, PackageDirectory, PackageArchive)):
+                pin = _pin_from_direct(source.path, source.path, package, artifact, prepared)
+            else:
+                pin = _pin_from_artifact(source.path, source.path, package, artifact)
             previous = pins.get(pin.name)
             if previous is not None and previous.version != pin.version:
                 raise UsageError(
@@ -511,7 +697,9 @@ def plan_from_locks(
                     "by the locks given",
                     hint="install one lock at a time",
                 )
-            pins[pin.name] = _already_installed(pin, installed, reinstall)
+            pins[pin.name] = (
+                pin if pin.direct is not None else _already_installed(pin, installed, reinstall)
+            )
     return Plan(pins=tuple(pins[n] for n in sorted(pins)))
 
 
@@ -578,6 +766,12 @@ def check_direct_hash_mode(settings: Settings) -> None:
                 raise refusal
 
 
+def _fixed_source(settings: Settings, pin: Pin) -> bool:
+    if pin.direct is None:
+        return False
+    return pin.direct.kind == "vcs" or (pin.direct.kind == "directory" and bool(settings.locks))
+
+
 def check_require_hashes(settings: Settings, plan: Plan) -> None:
     """pip's ``--require-hashes`` (turned on by any ``--hash``, the option, a lock, or the
     policy's ``[hashes] require = true``), and more: a constraint's ``==`` pin and hashes count
@@ -601,8 +795,9 @@ def check_require_hashes(settings: Settings, plan: Plan) -> None:
                 reference="hash-unpinned",
             )
     for pin in plan.to_install():
-        # A git URL pinned to a full commit id counts as hashed (checked after checkout).
-        if not pin.expected_hashes and not (pin.direct and pin.direct.kind == "vcs"):
+        # A git URL pinned to a full commit id counts as hashed (checked after checkout); a
+        # project directory a pylock.toml records is installed from where it is, as pip does.
+        if not pin.expected_hashes and not _fixed_source(settings, pin):
             raise PolicyRefusal(
                 f"{pin.name}=={pin.version} has no --hash, as --require-hashes requires",
                 hint="add its hashes to the requirements or constraints, e.g. with `safepip lock`",

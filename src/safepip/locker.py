@@ -4,7 +4,10 @@ pin the static build dependencies of every sdist, and write the lock determinist
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +27,14 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from safepip.attestlock import pin_identities, pin_request
-from safepip.buildsystem import static_build_requires
+from safepip.buildsystem import static_build_requires, tree_build_requires
 from safepip.config import Settings
 from safepip.errors import ResolutionFailed, UsageError
 from safepip.fetch import FileStore, MetadataFetcher, download, download_all
 from safepip.gates import gate_lock
 from safepip.lock import (
     LockDocument,
+    LockedDirect,
     LockedPackage,
     LockFormat,
     environment_marker,
@@ -39,11 +43,12 @@ from safepip.lock import (
     render,
     write_text_atomic,
 )
-from safepip.models import FileLink, Hashes, IndexSource, Plan, UserRequirement
+from safepip.models import FileLink, Hashes, IndexSource, Pin, Plan, UserRequirement
 from safepip.net import redact_url
 from safepip.report import Reporter
-from safepip.resolve import LinkSource, ResolveOptions, SdistBuilder, resolve
+from safepip.resolve import DirectCandidate, LinkSource, ResolveOptions, SdistBuilder, resolve
 from safepip.sbom import write_sbom_if_asked
+from safepip.vcs import is_commit_id, split_vcs_url
 from safepip.verify import verify_wheel
 
 __all__ = ["EnvironmentSpec", "LockOutcome", "LockRequest", "environment_options", "run_lock"]
@@ -264,9 +269,10 @@ def _resolve_each(
     links: LinkSource,
     fetcher: MetadataFetcher,
     builder: SdistBuilder | None,
+    direct: Sequence[DirectCandidate],
 ) -> list[Plan]:
     return [
-        resolve(requirements, constraints, links, fetcher, options, builder=builder)
+        resolve(requirements, constraints, links, fetcher, options, builder=builder, direct=direct)
         for options in environments
     ]
 
@@ -279,12 +285,18 @@ def _resolve_keeping_pins(
     fetcher: MetadataFetcher,
     reporter: Reporter,
     builder: SdistBuilder | None,
+    direct: Sequence[DirectCandidate],
 ) -> list[Plan]:
-    kept = _existing_pin_constraints(request, settings.requirements)
+    direct_names = {d.name for d in direct}
+    kept = [
+        c
+        for c in _existing_pin_constraints(request, settings.requirements)
+        if c.name not in direct_names  # a direct reference is locked to its source afresh
+    ]
     constraints = [*settings.constraints, *kept]
     try:
         return _resolve_each(
-            settings.requirements, constraints, environments, links, fetcher, builder
+            settings.requirements, constraints, environments, links, fetcher, builder, direct
         )
     except ResolutionFailed:
         if not kept:
@@ -293,7 +305,13 @@ def _resolve_keeping_pins(
             f"the pins of {request.output} no longer resolve with the input; resolving afresh"
         )
         return _resolve_each(
-            settings.requirements, settings.constraints, environments, links, fetcher, builder
+            settings.requirements,
+            settings.constraints,
+            environments,
+            links,
+            fetcher,
+            builder,
+            direct,
         )
 
 
@@ -420,10 +438,25 @@ def _locked_packages(
     settings: Settings,
     session: requests.Session,
     store: FileStore,
+    direct: Mapping[NormalizedName, _DirectSource] | None = None,
 ) -> tuple[LockedPackage, ...]:
+    direct = direct or {}
     names = {str(m.name) for m in merged}
     out = []
     for entry in merged:
+        if entry.name in direct:
+            out.append(
+                LockedPackage(
+                    name=entry.name,
+                    version=entry.version,
+                    files=(),
+                    marker=_marker_for(entry, env_markers),
+                    via=_sort_via(entry.via, names),
+                    extras=tuple(sorted(entry.extras)),
+                    direct=direct[entry.name].locked,
+                )
+            )
+            continue
         files = _with_sha256(
             _files_of(links, entry.name, entry.version), session, store, settings.net.timeout
         )
@@ -453,6 +486,25 @@ def _index_lines(sources: Sequence[IndexSource]) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def _explicit_index_lines(sources: Sequence[IndexSource]) -> tuple[str, ...]:
+    """Index options naming every index, the default one too: installing a lock's build
+    dependencies asks exactly these (safepip.buildconstraints)."""
+    indexes = [s for s in sources if s.kind == "index"]
+    lines = [
+        f"--index-url {s.url}" if i == 0 else f"--extra-index-url {s.url}"
+        for i, s in enumerate(indexes)
+    ]
+    if not indexes:
+        lines.append("--no-index")
+    lines.extend(f"--find-links {s.url}" for s in sources if s.kind == "find-links")
+    return tuple(lines)
+
+
+def _relative_to(path: str, base_dir: str) -> str:
+    """Where the build constraints are, from the lock's directory (how installs find them)."""
+    return Path(os.path.relpath(os.path.abspath(path), base_dir)).as_posix()
+
+
 # --- verification and build dependencies -----------------------------------------------------
 
 
@@ -464,7 +516,8 @@ def _verify_chosen(
     for plan in plans:
         for pin in plan.to_install():
             assert isinstance(pin.source, FileLink)
-            pins[pin.source.url] = pin
+            if pin.direct is None:  # direct references: `_lock_direct`
+                pins[pin.source.url] = pin
     chosen = [pins[u] for u in sorted(pins)]
     items = []
     for pin in chosen:
@@ -476,11 +529,22 @@ def _verify_chosen(
 
 
 def _build_requirements(
-    packages: Sequence[LockedPackage], session: requests.Session, store: FileStore, timeout: float
+    packages: Sequence[LockedPackage],
+    session: requests.Session,
+    store: FileStore,
+    timeout: float,
+    direct: Mapping[NormalizedName, _DirectSource],
 ) -> list[UserRequirement]:
     sdists = [(p, f) for p in packages for f in p.files if not f.is_wheel]
     results = download_all(session, [(f, f.hashes) for _, f in sdists], store, timeout)
-    out = []
+    out = [
+        UserRequirement(
+            requirement=Requirement(text),
+            comes_from=f"{name} @ {redact_url(source.shown)} (build-system.requires)",
+        )
+        for name, source in sorted(direct.items())
+        for text in source.build_requires
+    ]
     for (package, sdist), (path, _) in zip(sdists, results, strict=True):
         for text in static_build_requires(path, sdist.filename):
             out.append(
@@ -501,8 +565,9 @@ def _lock_build_dependencies(
     fetcher: MetadataFetcher,
     session: requests.Session,
     store: FileStore,
+    direct: Mapping[NormalizedName, _DirectSource],
 ) -> tuple[LockedPackage, ...]:
-    requirements = _build_requirements(packages, session, store, settings.net.timeout)
+    requirements = _build_requirements(packages, session, store, settings.net.timeout, direct)
     if not requirements:
         return ()
     wheels_only = [
@@ -513,6 +578,78 @@ def _lock_build_dependencies(
     _verify_chosen(plans, session, store, settings.net.timeout)
     merged = _merge(plans, wheels_only, requirements)
     return _locked_packages(merged, env_markers, links, settings, session, store)
+
+
+# --- direct references -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _DirectSource:
+    """A direct reference as the lock records it, with its static build requirements."""
+
+    locked: LockedDirect
+    build_requires: tuple[str, ...]
+    shown: str
+
+
+def _tree_path(pin: Pin) -> Path:
+    assert isinstance(pin.source, FileLink)
+    return Path(urllib.request.url2pathname(urllib.parse.urlsplit(pin.source.url).path))
+
+
+def _direct_source(
+    pin: Pin, session: requests.Session, store: FileStore, timeout: float
+) -> _DirectSource:
+    """A git reference is locked to the commit it was checked out at, a directory to its
+    path, and a wheel or archive to the sha256 of the file fetched (checked against any hash
+    given for it)."""
+    reference = pin.direct
+    assert reference is not None and isinstance(pin.source, FileLink)
+    if reference.kind == "vcs":
+        repo, ref = split_vcs_url(reference.url)
+        assert reference.commit_id is not None
+        locked = LockedDirect(
+            kind="vcs",
+            url=repo,
+            commit_id=reference.commit_id,
+            requested_revision=None if ref is None or is_commit_id(ref) else ref,
+            subdirectory=reference.subdirectory,
+        )
+        return _DirectSource(locked, tree_build_requires(_tree_path(pin)), reference.url)
+    if reference.kind == "directory":
+        root = Path(urllib.request.url2pathname(urllib.parse.urlsplit(reference.url).path))
+        locked = LockedDirect(
+            kind="directory",
+            url=root.resolve().as_uri(),
+            subdirectory=reference.subdirectory,
+            editable=reference.editable,
+        )
+        return _DirectSource(locked, tree_build_requires(_tree_path(pin)), reference.url)
+    path, digests = download(session, pin.source, store, pin.expected_hashes, timeout)
+    if reference.kind == "wheel":
+        verify_wheel(pin, path)
+        requires: tuple[str, ...] = ()
+    else:
+        requires = static_build_requires(path, pin.source.filename)
+    locked = LockedDirect(
+        kind="archive",
+        url=reference.url,
+        subdirectory=reference.subdirectory,
+        sha256=digests["sha256"],
+    )
+    return _DirectSource(locked, requires, reference.url)
+
+
+def _lock_direct(
+    plans: Sequence[Plan], session: requests.Session, store: FileStore, timeout: float
+) -> dict[NormalizedName, _DirectSource]:
+    pins = {p.name: p for plan in plans for p in plan.to_install() if p.direct is not None}
+    return {name: _direct_source(pins[name], session, store, timeout) for name in sorted(pins)}
+
+
+def _index_only(plans: Sequence[Plan]) -> list[Plan]:
+    """The plans without their direct references, whose names never go to an index."""
+    return [Plan(pins=tuple(p for p in plan.pins if p.direct is None)) for plan in plans]
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -527,6 +664,7 @@ def run_lock(
     store: FileStore,
     reporter: Reporter,
     builder: SdistBuilder | None = None,
+    direct: Sequence[DirectCandidate] = (),
 ) -> LockOutcome:
     """Resolve, hash and write the lock (and the build constraints when there are sdists)."""
     request = LockRequest.from_settings(settings)
@@ -534,25 +672,30 @@ def run_lock(
     environments = [environment_options(base_options, e) for e in request.environments]
     env_markers = [environment_marker(o.markers) for o in environments]
     plans = _resolve_keeping_pins(
-        settings, request, environments, links, fetcher, reporter, builder
+        settings, request, environments, links, fetcher, reporter, builder, direct
     )
     # The plan gates, and the SBOM of what is locked (safepip.gates, safepip.sbom).
-    locked_plan = gate_lock(settings, plans, links, request.output, reporter)
+    locked_plan = gate_lock(settings, _index_only(plans), links, request.output, reporter)
     _verify_chosen(plans, session, store, settings.net.timeout)
+    sources = _lock_direct(plans, session, store, settings.net.timeout)
     merged = _merge(plans, environments, settings.requirements)
-    packages = _locked_packages(merged, env_markers, links, settings, session, store)
+    packages = _locked_packages(merged, env_markers, links, settings, session, store, sources)
     if pinning is not None:  # publisher identities (PEP 740): safepip.attestlock
-        packages = pin_identities(pinning, packages, settings, session, reporter)
+        indexed = [p for p in packages if p.direct is None]  # direct references have no index
+        pinned = iter(pin_identities(pinning, indexed, settings, session, reporter))
+        packages = tuple(p if p.direct is not None else next(pinned) for p in packages)
     build = _lock_build_dependencies(
-        packages, environments, env_markers, settings, links, fetcher, session, store
+        packages, environments, env_markers, settings, links, fetcher, session, store, sources
     )
     build_path = request.build_constraints_output if build else None
+    base_dir = os.path.dirname(os.path.abspath(request.output)) if request.output != "-" else "."
     document = LockDocument(
         packages=packages,
         environments=tuple(sorted(set(env_markers))),
         command=request.command,
         index_lines=_index_lines(settings.sources),
-        build_constraints=build_path,
+        build_constraints=_relative_to(build_path, base_dir) if build_path else None,
+        base_dir=base_dir,
     )
     text = render(document, request.format)
     if build_path is not None:
@@ -561,6 +704,7 @@ def run_lock(
             environments=document.environments,
             command=request.command,
             title="build constraints",
+            index_lines=_explicit_index_lines(settings.sources),
         )
         write_text_atomic(build_path, render(build_doc, "requirements"))
     write_text_atomic(request.output, text)

@@ -49,7 +49,7 @@ DISPOSITIONS: Mapping[str, Disposition] = {
     # Install Options
     "--requirement": Honoured("requirements"),
     "--constraint": Honoured("constraints"),
-    "--build-constraint": Honoured(note=_NO_BUILDS),
+    "--build-constraint": Honoured("build_constraints"),
     "--requirements-from-script": Refused(
         "PEP 723 scripts are not supported yet; list the script's dependencies in a requirements file"
     ),

@@ -20,6 +20,7 @@ from safepip.attest import attested_identities
 from safepip.attest import check_files as check_attestations
 from safepip.attestlock import locked_identities
 from safepip.build import BuildContext, SandboxedBuilder
+from safepip.buildconstraints import read_build_constraints
 from safepip.bytecode import compile_installed
 from safepip.config import Settings
 from safepip.direct import (
@@ -28,7 +29,6 @@ from safepip.direct import (
     origin_records,
     prepare_direct,
     record_origins,
-    refuse_direct_in_lock,
     source_dir,
     with_direct_names,
 )
@@ -43,6 +43,7 @@ from safepip.lock import (
     check_lock_input,
     check_require_hashes,
     lock_sources,
+    locked_direct_requirements,
     plan_from_locks,
 )
 from safepip.models import FileLink, Finding, Plan, VerifiedFile
@@ -201,7 +202,12 @@ def run(
     root = cache_root(settings)
     pages = PageCache(root / "http" if root else None)
     store = FileStore(root / "files" if root else None)
-    sources = lock_sources(settings.locks) if settings.locks else settings.sources
+    build_constraints = read_build_constraints(settings)
+    sources = (
+        build_constraints.add_sources(lock_sources(settings.locks))
+        if settings.locks
+        else settings.sources
+    )
     client = IndexClient(session, sources, cache=pages, timeout=settings.net.timeout)
     builder: SandboxedBuilder | None = None
     stack = contextlib.ExitStack()
@@ -213,13 +219,25 @@ def run(
         cooled = with_cooldown(settings, links)
         builder = SandboxedBuilder(
             BuildContext(
-                settings, target, cooled, fetcher, session, store, options, reporter, environ, root
+                settings,
+                target,
+                cooled,
+                fetcher,
+                session,
+                store,
+                options,
+                reporter,
+                environ,
+                root,
+                build_constraints=build_constraints,
             )
         )
         trees = builder  # project directories and git checkouts build in the same sandbox
         check_direct_hash_mode(settings)  # before any checkout or download
+        # A pylock.toml's git, directory and archive entries are prepared like any direct reference.
+        locked_direct = locked_direct_requirements(settings.locks, options.markers, options.tags)
         direct, direct_findings = prepare_direct(
-            [*settings.requirements, *settings.constraints],
+            [*settings.requirements, *settings.constraints, *locked_direct],
             fetcher,
             builder,
             trees,
@@ -228,10 +246,9 @@ def run(
         )
         settings = with_direct_names(settings, direct)  # `git+URL`, `.`: named by their metadata
         if settings.command == "lock":
-            refuse_direct_in_lock(direct)
             from safepip.locker import run_lock
 
-            run_lock(settings, options, cooled, fetcher, session, store, reporter, builder)
+            run_lock(settings, options, cooled, fetcher, session, store, reporter, builder, direct)
             return Outcome(plan=Plan(pins=()), installed=False)
         if settings.locks:
             plan = plan_from_locks(
@@ -240,6 +257,7 @@ def run(
                 options.tags,
                 options.installed,
                 reinstall=settings.force_reinstall,
+                direct=direct,
             )
         else:
             plan = resolve(

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from safepip.errors import FetchError, UsageError
+from safepip.errors import FetchError, PolicyRefusal, UsageError
 from safepip.net import redact_url, strip_credentials
 
 __all__ = ["Checkout", "checkout", "checkout_in_place", "is_commit_id", "split_vcs_url"]
@@ -129,6 +129,12 @@ def checkout(url: str, destination: Path, *, timeout: float = 600) -> Checkout:
     commit = _resolve_ref(ref or "HEAD", destination, repo, timeout)
     _git(["checkout", "--quiet", "--detach", commit], destination, "checked out", repo, timeout)
     fixed = ref is not None and is_commit_id(ref)
+    if ref is not None and fixed and commit != ref.lower():
+        raise PolicyRefusal(
+            f"{redact_url(repo)}: checking out {ref} gave commit {commit}",
+            hint="the repository does not have the commit asked for; do not install it",
+            reference="vcs-commit-mismatch",
+        )
     return Checkout(tree=destination, commit_id=commit, requested_revision=ref, moving=not fixed)
 
 

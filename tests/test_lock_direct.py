@@ -209,12 +209,43 @@ def _pip_install(s: Sources, target: Path, lock: Path) -> subprocess.CompletedPr
     )
 
 
-def test_pip_installs_our_pylock_with_direct_entries(sources: Sources, target_venv: Path) -> None:
-    """pip installs each kind of entry as its own `lock` writes them (it refuses a source tree
-    next to hashed entries, as it does with its own locks, so each kind is locked alone)."""
+def _uv_install(target: Path, find_links: Path, lock: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "uv"),
+            "pip",
+            "install",
+            "--python",
+            str(target / "bin/python"),
+            "--no-config",
+            "--no-cache",
+            "--no-index",
+            "--find-links",
+            str(find_links),
+            "-r",
+            str(lock),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "UV_NO_CONFIG": "1"},
+        check=False,
+    )
+
+
+def test_pip_and_uv_install_our_pylock_with_direct_entries(
+    sources: Sources, target_venv: Path, tmp_path: Path
+) -> None:
+    """pip and uv install each kind of entry as pip's own `lock` writes them (pip refuses a
+    source tree next to hashed entries, as with its own locks, so each kind is locked alone)."""
+    from tests.buildkit import add_backends
     from tests.kit import make_wheel
 
     s = sources
+    backends = Index()
+    add_backends(backends)
+    find_links = backends.write_find_links(tmp_path / "backends")
+    uv_target = tmp_path / "uvenv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(uv_target)], check=True)
     name, data = make_wheel("wheel-proj", "4.0")
     (s.work / name).write_bytes(data)
     inputs = {
@@ -227,10 +258,15 @@ def test_pip_installs_our_pylock_with_direct_entries(sources: Sources, target_ve
         assert r.returncode == 0, r.stderr
         pip = _pip_install(s, target_venv, s.work / lock)
         assert pip.returncode == 0, pip.stderr
+        uv = _uv_install(uv_target, find_links, s.work / lock)
+        assert uv.returncode == 0, uv.stderr
     freeze = _freeze(target_venv)
     assert f"git_proj @ git+{s.repo.as_uri()}@{s.commit}" in freeze
     assert any(line.startswith("dir_proj @ file://") for line in freeze)
     assert any(line.startswith("wheel-proj @ file://") for line in freeze)
+    uv_site = next((uv_target / "lib").glob("python*/site-packages"))
+    direct_urls = sorted(p.read_text() for p in uv_site.glob("*.dist-info/direct_url.json"))
+    assert len(direct_urls) == 3 and any(s.commit in text for text in direct_urls)
 
 
 # --- sdist-only entries and build constraints ------------------------------------------------

@@ -184,7 +184,8 @@ def parse_json_page(
     status = data.get("project-status")
     status_name = status.get("status") if isinstance(status, dict) else None
     status_reason = status.get("reason") if isinstance(status, dict) else None
-    tracks = data.get("meta", {}).get("tracks", data.get("tracks", []))
+    meta = data.get("meta", {})  # a malformed "meta" (not a table) names no tracks
+    tracks = meta.get("tracks", data.get("tracks", [])) if isinstance(meta, dict) else []
     alternates = data.get("alternate-locations", [])
     return ProjectPage(
         name=name,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag, sys_tags
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from safepip.models import FileLink
@@ -89,3 +90,45 @@ def test_the_version_policy_records_is_the_parsed_one(filename: str) -> None:
         expected = None
     link = FileLink(filename=filename, url=f"https://files.example/{filename}", index_url="x")
     assert _version_of(link) == expected
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["==1.31", "==1.31.0", "==1.31.0,>=1.40", ">=1.0,==1.31.0", "==1.31.0+local", "==2.0a1",
+     "==2.0a1,!=2.0a1", "==1.*", "===1.31.0", "==9.9", ">=1.31", "==1.31.0.0"],
+)  # fmt: skip
+def test_candidates_of_a_pinned_project_are_those_of_the_full_search(spec: str) -> None:
+    provider = _provider(TAGS)
+    names = ["1.30", "1.31.0", "1.31.0+local", "1.32.0", "2.0a1", "0.9"]
+    versions = {Version(v): [] for v in names}
+    provider._by_version[canonicalize_name("demo")] = versions  # type: ignore[assignment]
+    specifiers = [SpecifierSet(part) for part in spec.split(",")]
+    combined = SpecifierSet(spec)
+    pool = provider._pinned_pool(canonicalize_name("demo"), specifiers)
+    for prereleases in (None, True, False):
+        full = sorted(combined.filter(versions, prereleases=prereleases))
+        fast = sorted(combined.filter(versions if pool is None else pool, prereleases=prereleases))
+        assert fast == full
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: a>=1\n"
+        b"Requires-Dist: b; extra == 'x'\n\nLong description\nName: not-this\n\nmore\n",
+        b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nSummary: a\n  continued\n\n",
+        b"Metadata-Version: 2.1\r\nName: demo\r\nVersion: 1.0\r\nRequires-Dist: a\r\n\r\nbody\r\n",
+        b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: a\n",
+        b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n \nRequires-Dist: a\n\nbody",
+    ],
+)
+def test_metadata_headers_read_without_the_body_are_the_same(raw: bytes) -> None:
+    import email.parser
+
+    from safepip.resolve import _header_block, parse_metadata
+
+    def headers(data: bytes) -> list[tuple[str, str]]:
+        return list(email.parser.BytesParser().parsebytes(data, headersonly=True).items())
+
+    assert headers(_header_block(raw)) == headers(raw)
+    assert parse_metadata(raw, "test").raw == raw

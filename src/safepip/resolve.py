@@ -71,7 +71,7 @@ def parse_metadata(raw: bytes, where: str) -> CoreMetadata:
             hint=_BROKEN_METADATA_HINT,
             reference="invalid-metadata",
         )
-    msg = email.parser.BytesParser().parsebytes(raw, headersonly=True)
+    msg = email.parser.BytesParser().parsebytes(_header_block(raw), headersonly=True)
     name, version = msg.get("Name"), msg.get("Version")
     if not name or not version:
         raise SafepipError(
@@ -101,6 +101,16 @@ def parse_metadata(raw: bytes, where: str) -> CoreMetadata:
 @functools.lru_cache(maxsize=1024)
 def _specifier_set(text: str) -> SpecifierSet:
     return SpecifierSet(text)
+
+
+def _header_block(raw: bytes) -> bytes:
+    """The header lines of core metadata, up to the first empty line (the body, often a long
+    description, is all the rest and not read when only headers are parsed); with any carriage
+    return before it, all of it, for the email parser to split as it does."""
+    end = raw.find(b"\n\n")
+    if end == -1 or b"\r" in raw[:end]:
+        return raw
+    return raw[: end + 1]
 
 
 class MetadataSource(Protocol):
@@ -257,11 +267,13 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         self._tag_rank = {tag: i for i, tag in enumerate(options.tags)}
         self._tag_texts = frozenset(str(tag) for tag in options.tags)
         self._ranks: dict[str, tuple[int, int]] = {}
+        self._by_public: dict[NormalizedName, dict[Version, list[Version]]] = {}
         self._by_version: dict[NormalizedName, dict[Version, list[FileLink]]] = {}
         # Candidates are interned so that resolvelib's incompatibilities (compared by identity)
         # keep meaning the same candidate across calls.
         self._interned: dict[tuple[object, ...], Candidate] = {}
         self._matches: dict[NormalizedName, list[Candidate]] = {}
+        self._ahead_until: dict[NormalizedName, tuple[list[Candidate], int]] = {}
         # Metadata parsed once, by the speculation thread that fetched it or by the resolver.
         self._parsed: dict[bytes, CoreMetadata] = {}
         self._python_ok: dict[str, bool] = {}
@@ -396,10 +408,14 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             at = matches.index(candidate)
         except ValueError:
             return
-        size = max(window, 2 * at)
-        self.speculator.ahead(
-            [c.link for c in matches[at + 1 : at + 1 + size] if c.link is not None]
-        )
+        end = at + 1 + max(window, 2 * at)
+        # Each candidate is handed over once: only those past the last look-ahead's end.
+        seen_list, done = self._ahead_until.get(candidate.name, (None, 0))
+        start = max(at + 1, done) if seen_list is matches else at + 1
+        if end <= start:
+            return
+        self._ahead_until[candidate.name] = (matches, end)
+        self.speculator.ahead([c.link for c in matches[start:end] if c.link is not None])
 
     def _likely_link(self, name: NormalizedName, specifier: SpecifierSet) -> FileLink | None:
         """The file of the version the resolver will most likely choose for ``name``."""
@@ -618,7 +634,10 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             allowed_hashes |= c.hashes
         versions = self._versions(name)
         prereleases = self.options.allows_prereleases(name)
-        accepted = list(combined.filter(versions.keys(), prereleases=prereleases))
+        pool = self._pinned_pool(name, specifiers)
+        accepted = list(
+            combined.filter(versions.keys() if pool is None else pool, prereleases=prereleases)
+        )
         result: list[Candidate] = []
         for version in sorted(accepted, reverse=True):
             links = versions[version]
@@ -655,6 +674,30 @@ class Provider(AbstractProvider):  # type: ignore[misc]
                     else result
                 )
         return result
+
+    def _pinned_pool(
+        self, name: NormalizedName, specifiers: Sequence[SpecifierSet]
+    ) -> list[Version] | None:
+        """The only versions a ``==`` pin among ``specifiers`` can match (those with its public
+        version: PEP 440 ignores a local label the pin does not give), or None without a pin.
+        Backtracking asks for a pinned project's candidates again with every range a candidate
+        of another project declares; thousands of releases need not be checked each time."""
+        for spec in specifiers:
+            for one in spec:
+                if one.operator != "==" or "*" in one.version:
+                    continue
+                try:
+                    public = Version(Version(one.version).public)  # 1.31 == 1.31.0, as PEP 440
+                except InvalidVersion:
+                    continue
+                by_public = self._by_public.get(name)
+                if by_public is None:
+                    by_public = {}
+                    for version in self._versions(name):
+                        by_public.setdefault(Version(version.public), []).append(version)
+                    self._by_public[name] = by_public
+                return by_public.get(public, [])
+        return None
 
     def _installed_candidate(self, name: NormalizedName, spec: SpecifierSet) -> Candidate | None:
         if self.options.ignore_installed or self.options.force_reinstall:

@@ -123,6 +123,32 @@ def test_pylock_records_every_file_and_is_deterministic(
     assert "flit-core" not in packages  # never mixed into what gets installed
 
 
+def test_sdists_whose_build_requirements_conflict_still_lock(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
+) -> None:
+    """One constraints file pins each build dependency once: a source whose build requirements
+    exclude another's is left out of it with a warning, and the lock is still written."""
+    for name, wants in (("alpha", "scmtool<2"), ("beta", "scmtool>=2")):
+        index.wheel(name, "1.0")
+        index.sdist(
+            name,
+            "1.0",
+            pyproject=f'[build-system]\nrequires = ["{wants}"]\nbuild-backend = "scm.api"\n',
+        )
+    index.wheel("scmtool", "1.5")
+    index.wheel("scmtool", "2.5")
+    r = _lock(server, target_venv, tmp_path, "alpha", "beta")
+    assert r.returncode == 0, r.stderr
+    assert "beta==1.0 (build-system.requires) (scmtool>=2) conflict" in r.stderr
+    build = (tmp_path / "pylock.build-constraints.txt").read_text()
+    tool = index.find("scmtool-1.5-py3-none-any.whl")
+    assert tool is not None
+    assert _pins_and_hashes(build) == {"scmtool": ("1.5", frozenset({tool.sha256}))}
+    assert "# via alpha==1.0 (build-system.requires)" in build
+    lock = Pylock.from_dict(tomllib.loads((tmp_path / "pylock.toml").read_text()))
+    assert {p.name for p in lock.packages} == {"alpha", "beta"}
+
+
 def test_requirements_format_has_header_via_and_hashes(
     index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
 ) -> None:

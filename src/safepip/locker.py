@@ -556,6 +556,48 @@ def _build_requirements(
     return out
 
 
+def _resolve_build_sets(
+    requirements: Sequence[UserRequirement],
+    environments: Sequence[ResolveOptions],
+    links: LinkSource,
+    fetcher: MetadataFetcher,
+    reporter: Reporter,
+) -> tuple[list[Plan], list[UserRequirement]]:
+    """Resolve every source's build requirements together: one constraints file can pin each
+    build dependency once. When two sources ask for versions that exclude each other, the
+    sources are taken one by one (in a stable order) and a source that conflicts with those
+    already taken is left out with a warning; its build would then be refused under the lock
+    (its build dependencies unpinned) rather than run with dependencies nobody locked."""
+
+    def attempt(reqs: Sequence[UserRequirement]) -> list[Plan] | None:
+        try:
+            return [resolve(reqs, (), links, fetcher, o) for o in environments]
+        except ResolutionFailed:
+            return None
+
+    plans = attempt(requirements)
+    if plans is not None:
+        return plans, list(requirements)
+    by_source: dict[str, list[UserRequirement]] = {}
+    for requirement in requirements:
+        by_source.setdefault(requirement.comes_from or "", []).append(requirement)
+    taken: list[UserRequirement] = []
+    kept: list[Plan] = []
+    for source in sorted(by_source):
+        trial = attempt([*taken, *by_source[source]])
+        if trial is None:
+            asked = ", ".join(str(r.requirement) for r in by_source[source])
+            reporter.warning(
+                f"build dependencies of {source} ({asked}) conflict with the other sources' "
+                "and are left out of the build constraints: building it from source under this "
+                "lock stops for want of pinned build dependencies; its wheels install as usual"
+            )
+            continue
+        taken.extend(by_source[source])
+        kept = trial
+    return kept, taken
+
+
 def _lock_build_dependencies(
     packages: Sequence[LockedPackage],
     environments: Sequence[ResolveOptions],
@@ -566,6 +608,7 @@ def _lock_build_dependencies(
     session: requests.Session,
     store: FileStore,
     direct: Mapping[NormalizedName, _DirectSource],
+    reporter: Reporter,
 ) -> tuple[LockedPackage, ...]:
     requirements = _build_requirements(packages, session, store, settings.net.timeout, direct)
     if not requirements:
@@ -574,7 +617,9 @@ def _lock_build_dependencies(
         dataclasses.replace(o, allows_source=lambda _: False, allows_binary=lambda _: True)
         for o in environments
     ]
-    plans = [resolve(requirements, (), links, fetcher, o) for o in wheels_only]
+    plans, requirements = _resolve_build_sets(requirements, wheels_only, links, fetcher, reporter)
+    if not requirements:
+        return ()
     _verify_chosen(plans, session, store, settings.net.timeout)
     merged = _merge(plans, wheels_only, requirements)
     return _locked_packages(merged, env_markers, links, settings, session, store)
@@ -685,7 +730,16 @@ def run_lock(
         pinned = iter(pin_identities(pinning, indexed, settings, session, reporter))
         packages = tuple(p if p.direct is not None else next(pinned) for p in packages)
     build = _lock_build_dependencies(
-        packages, environments, env_markers, settings, links, fetcher, session, store, sources
+        packages,
+        environments,
+        env_markers,
+        settings,
+        links,
+        fetcher,
+        session,
+        store,
+        sources,
+        reporter,
     )
     build_path = request.build_constraints_output if build else None
     base_dir = os.path.dirname(os.path.abspath(request.output)) if request.output != "-" else "."

@@ -120,6 +120,21 @@ def test_direct_install_gives_what_pip_gives(
     assert "main" in cli.stderr  # the launcher runs and imports app (which has no main)
 
 
+def test_default_output_is_pips(
+    index: Index, server: IndexServer, tmp_path: Path, _base_venv: Path
+) -> None:
+    """pip's vendored libraries speak only at -v: no "changing mode" line per script."""
+    _app(index)
+    ours = make_venv(tmp_path / "one", _base_venv)
+    run = run_safepip(
+        "install", "--python", str(ours / "bin/python"), "-i", server.simple_url, "app"
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Successfully installed app-1.0 dep-1.0" in run.stdout
+    assert "changing mode" not in run.stdout + run.stderr
+    assert (ours / "bin" / "app-cli").exists()
+
+
 def test_replacing_an_installed_distribution_goes_through_pips_command_line(
     index: Index, server: IndexServer, target_venv: Path
 ) -> None:

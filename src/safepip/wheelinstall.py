@@ -63,6 +63,9 @@ def set_up_logging(level):
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    # As pip sets it up: its vendored libraries speak only at -v (distlib's "changing mode").
+    vendored = "WARNING" if level in ("INFO", "ERROR") else "DEBUG"
+    logging.getLogger("pip._vendor").setLevel(vendored)
 
 
 def compile_many(paths):

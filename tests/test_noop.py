@@ -66,6 +66,22 @@ def test_satisfied_requirement_with_extras(
     assert out == ""
 
 
+def test_general_options_before_the_command_keep_the_fast_path(
+    index: Index, server: IndexServer, target_venv: Path
+) -> None:
+    """``safepip --python X install ...``, as pip allows general options before the command."""
+    _index(index)
+    _install(server, target_venv, "app")
+    server.requests.clear()
+    python = str(target_venv / "bin/python")
+    result = run_safepip(
+        "--python", python, "--no-cache-dir", "install", "-i", server.simple_url, "app"
+    )
+    assert result.returncode == 0, result.stderr
+    assert server.requests == []
+    assert "Requirement already satisfied: app==1.0" in result.stdout
+
+
 def test_missing_dependency_goes_the_full_way(
     index: Index, server: IndexServer, target_venv: Path
 ) -> None:

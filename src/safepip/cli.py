@@ -108,9 +108,12 @@ def _run_pipeline(command: str, args: Sequence[str]) -> int:
 
 def _already_satisfied(args: Sequence[str]) -> bool:
     """The no-op fast path: nothing to install, found without pip, its parser or the network."""
-    from safepip.noop import already_satisfied
+    from safepip.noop import already_satisfied, install_arguments
 
-    satisfied = already_satisfied(args, os.environ)
+    install_args = install_arguments(args)
+    if install_args is None:
+        return False
+    satisfied = already_satisfied(install_args, os.environ)
     if satisfied is None:
         return False
     if satisfied.verbosity >= 0:
@@ -159,7 +162,7 @@ def _dispatch(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(_HELP, end="")
         return ExitStatus.OK
-    if args[0] == "install" and _already_satisfied(args[1:]):
+    if _already_satisfied(args):
         return ExitStatus.OK
     from safepip.config import PASSTHROUGH_COMMANDS, PIPELINE_COMMANDS, split_command
 

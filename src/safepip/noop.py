@@ -25,7 +25,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["Satisfied", "already_satisfied"]
+__all__ = ["Satisfied", "already_satisfied", "install_arguments"]
 
 # Options (and pip.conf keys / PIP_* variables) that change neither what is installed nor where.
 _FLAGS = frozenset(
@@ -138,6 +138,28 @@ class _Request:
 
 class _NotSimple(Exception):
     """The request is outside the subset this module understands."""
+
+
+def install_arguments(args: Sequence[str]) -> list[str] | None:
+    """The arguments of an ``install`` command line, general options before the command
+    included (``--python X install ...`` as pip allows); ``None`` for another command or a
+    general option this module does not know."""
+    valued = _VALUED | {"--python"}
+    it = iter(enumerate(args))
+    for i, arg in it:
+        if arg == "install":
+            return [*args[:i], *args[i + 1 :]]
+        name, eq, _ = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name in valued and not eq:
+            if next(it, None) is None:
+                return None
+        elif not (
+            name in valued
+            or (name in _FLAGS and not eq)
+            or arg in ("-q", "-qq", "-qqq", "--quiet", "-v", "-vv", "-vvv", "--verbose")
+        ):
+            return None
+    return None
 
 
 def already_satisfied(args: Sequence[str], environ: Mapping[str, str]) -> Satisfied | None:

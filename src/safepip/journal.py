@@ -504,10 +504,10 @@ def _signals_deferred() -> Iterator[list[int]]:
 
 
 @contextlib.contextmanager
-def _signal_handlers(handler: Any) -> Iterator[None]:
+def _signal_handlers(handler: Any, signals: Sequence[int] = _SIGNALS) -> Iterator[None]:
     previous: dict[int, Any] = {}
     try:
-        for signum in _SIGNALS:
+        for signum in signals:
             previous[signum] = signal.signal(signum, handler)
     except ValueError:  # not the main thread: signals cannot be handled here
         pass
@@ -526,17 +526,8 @@ def terminations_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous: dict[int, Any] = {}
-    try:
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            previous[signum] = signal.signal(signum, handler)
-    except ValueError:  # not the main thread
-        pass
-    try:
+    with _signal_handlers(handler, (signal.SIGTERM, signal.SIGHUP)):
         yield
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)
 
 
 def run_in_own_session(argv: Sequence[str], env: Mapping[str, str]) -> int:

@@ -12,19 +12,13 @@ from dataclasses import dataclass
 from safepip.config import Settings
 from safepip.models import VerifiedFile
 
-__all__ = ["CompileResult", "compile_installed", "compiles_afterwards"]
+__all__ = ["COMPILE_AND_RECORD", "CompileResult", "compile_installed", "compiles_afterwards"]
 
-# Runs under the target interpreter, so the bytecode is that interpreter's. It compiles exactly
-# what pip would (every installed file of each distribution ending in .py, as compileall does
-# with force=True and quiet=True), in a pool of processes, then adds each .pyc to RECORD as
-# pip does (path, no hash, no size), keeping RECORD sorted as pip writes it.
-_COMPILE = r"""
-import sys
-sys.path[:] = [p for p in sys.path if p not in ("", ".")]
-import compileall, contextlib, csv, importlib.metadata as md, importlib.util, io, json, os
-import warnings
-from concurrent.futures import ProcessPoolExecutor
-
+# The compilation of one file and the RECORD rows of its .pyc, as pip does them (compileall
+# with force=True and quiet=True; path, no hash, no size; RECORD kept sorted), shared by the
+# scripts below and by safepip.wheelinstall's installer: all run under the target interpreter
+# and import compileall, contextlib, csv, io, os and warnings.
+COMPILE_AND_RECORD = r"""
 def compile_one(path):
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore")
@@ -33,20 +27,30 @@ def compile_one(path):
         except Exception:
             return False
 
-def sources(dist):
-    site = os.path.dirname(str(dist._path))
-    seen = set()
-    for row in dist.files or ():
-        full = os.path.normpath(os.path.join(site, str(row)))
-        if full.endswith(".py") and full not in seen and os.path.isfile(full):
-            seen.add(full)
-            yield full
 
-def add_to_record(dist, site, pycs):
-    record = os.path.join(str(dist._path), "RECORD")
-    with open(record, newline="") as f:
+def record_rows(dist_info):
+    with open(os.path.join(dist_info, "RECORD"), newline="", encoding="utf-8") as f:
         text = f.read()
-    rows = [tuple(r) for r in csv.reader(text.splitlines())]
+    return text, [tuple(r) for r in csv.reader(text.splitlines())]
+
+
+def sources(dist_info):
+    site = os.path.dirname(dist_info)
+    seen = []
+    known = set()
+    for row in record_rows(dist_info)[1]:
+        if not row:
+            continue
+        full = os.path.normpath(os.path.join(site, row[0]))
+        if full.endswith(".py") and full not in known and os.path.isfile(full):
+            known.add(full)
+            seen.append(full)
+    return seen
+
+
+def add_to_record(dist_info, pycs):
+    site = os.path.dirname(dist_info)
+    text, rows = record_rows(dist_info)
     known = {r[0] for r in rows if r}
     for pyc in pycs:
         rel = os.path.relpath(pyc, site).replace(os.path.sep, "/")
@@ -54,11 +58,28 @@ def add_to_record(dist, site, pycs):
             rows.append((rel, "", ""))
     rows = sorted(tuple(str(x) for x in (list(r) + ["", ""])[:3]) for r in rows if r)
     ending = "\r\n" if "\r\n" in text else "\n"
+    record = os.path.join(dist_info, "RECORD")
     tmp = record + ".safepip-tmp"
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         csv.writer(f, lineterminator=ending).writerows(rows)
     os.replace(tmp, record)
+"""
 
+# Runs under the target interpreter, so the bytecode is that interpreter's. It compiles exactly
+# what pip would (every installed file of each distribution ending in .py, as compileall does
+# with force=True and quiet=True), in a pool of processes, then adds each .pyc to RECORD as
+# pip does (path, no hash, no size), keeping RECORD sorted as pip writes it.
+_COMPILE = (
+    r"""
+import sys
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+import compileall, contextlib, csv, importlib.metadata as md, importlib.util, io, json, os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+
+"""
+    + COMPILE_AND_RECORD
+    + r"""
 def main():
     wanted = json.load(sys.stdin)
     jobs = []
@@ -69,9 +90,9 @@ def main():
             continue
         if dist.version != version:
             continue
-        site = os.path.dirname(str(dist._path))
-        jobs.append((dist, site, list(sources(dist))))
-    paths = [p for _, _, ps in jobs for p in ps]
+        dist_info = str(dist._path)
+        jobs.append((dist_info, sources(dist_info)))
+    paths = [p for _, ps in jobs for p in ps]
     workers = max(1, min(os.cpu_count() or 1, 8, len(paths) // 32 or 1))
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -79,15 +100,16 @@ def main():
     else:
         ok = {p: compile_one(p) for p in paths}
     compiled = 0
-    for dist, site, ps in jobs:
+    for dist_info, ps in jobs:
         pycs = [importlib.util.cache_from_source(p) for p in ps if ok.get(p)]
-        add_to_record(dist, site, [p for p in pycs if os.path.exists(p)])
+        add_to_record(dist_info, [p for p in pycs if os.path.exists(p)])
         compiled += len(pycs)
     json.dump({"compiled": compiled, "failed": sum(1 for v in ok.values() if not v)}, sys.stdout)
 
 if __name__ == "__main__":
     main()
 """
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from safepip.bytecode import COMPILE_AND_RECORD
 from safepip.config import Settings
 from safepip.errors import HandoffError
 from safepip.models import FileLink, VerifiedFile
@@ -30,7 +31,8 @@ __all__ = ["DirectInstall", "applies", "install_directly"]
 # The compile workers are forked before the first wheel is installed; each installed wheel's
 # .py files (those its RECORD lists, as pip compiles them) go to the pool at once, and every
 # .pyc is added to RECORD at the end, as safepip.bytecode does after pip's command line.
-_INSTALLER = r"""
+_INSTALLER = (
+    r"""
 import sys
 sys.path[:] = [p for p in sys.path if p not in ("", ".")]
 import json
@@ -69,15 +71,7 @@ def set_up_logging(level):
 
 
 def compile_many(paths):
-    out = []
-    for path in paths:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.filterwarnings("ignore")
-            try:
-                out.append(bool(compileall.compile_file(path, force=True, quiet=True)))
-            except Exception:
-                out.append(False)
-    return out
+    return [compile_one(path) for path in paths]
 
 
 def dist_info_of(wheel, name, scheme):
@@ -87,42 +81,9 @@ def dist_info_of(wheel, name, scheme):
     return lib_dir, os.path.join(lib_dir, info_dir)
 
 
-def record_rows(dist_info):
-    with open(os.path.join(dist_info, "RECORD"), newline="", encoding="utf-8") as f:
-        text = f.read()
-    return text, [tuple(r) for r in csv.reader(text.splitlines())]
-
-
-def sources(dist_info):
-    site = os.path.dirname(dist_info)
-    seen = []
-    known = set()
-    for row in record_rows(dist_info)[1]:
-        if not row:
-            continue
-        full = os.path.normpath(os.path.join(site, row[0]))
-        if full.endswith(".py") and full not in known and os.path.isfile(full):
-            known.add(full)
-            seen.append(full)
-    return seen
-
-
-def add_to_record(dist_info, pycs):
-    site = os.path.dirname(dist_info)
-    text, rows = record_rows(dist_info)
-    known = {r[0] for r in rows if r}
-    for pyc in pycs:
-        rel = os.path.relpath(pyc, site).replace(os.path.sep, "/")
-        if rel not in known:
-            rows.append((rel, "", ""))
-    rows = sorted(tuple(str(x) for x in (list(r) + ["", ""])[:3]) for r in rows if r)
-    ending = "\r\n" if "\r\n" in text else "\n"
-    record = os.path.join(dist_info, "RECORD")
-    tmp = record + ".safepip-tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f, lineterminator=ending).writerows(rows)
-    os.replace(tmp, record)
-
+"""
+    + COMPILE_AND_RECORD
+    + r"""
 
 def warn_about_conflicts(names):
     from pip._internal.operations.check import (
@@ -208,6 +169,7 @@ def main():
 if __name__ == "__main__":
     sys.exit(main())
 """
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

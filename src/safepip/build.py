@@ -347,15 +347,7 @@ class SandboxedBuilder:
                 hint="install it without -e, or update its build backend",
                 reference="build-failed",
             )
-        name = str(result)
-        path = out / name
-        if "/" in name or not name.endswith(".whl") or path.is_symlink() or not path.is_file():
-            raise BuildFailed(f"{prepared.source}: the backend produced no wheel")
-        kept = self._work / "wheels"
-        kept.mkdir(exist_ok=True)
-        dest = kept / name
-        shutil.copyfile(path, dest)
-        return dest
+        return self._keep_wheel(out, result, str(prepared.source))
 
     def _metadata_file(self, prepared: _Prepared, out: Path, name: str) -> bytes:
         if "/" in name or name in ("", ".", "..") or not name.endswith(".dist-info"):
@@ -470,10 +462,15 @@ class SandboxedBuilder:
     def _build_wheel(self, prepared: _Prepared) -> Path:
         out = self._fresh(prepared.root / "out")
         result = self._hook(prepared, "build_wheel", [str(out)])
+        return self._keep_wheel(out, result, prepared.link.filename)
+
+    def _keep_wheel(self, out: Path, result: object, where: str) -> Path:
+        """Copy the wheel a build hook named (a plain file name in ``out``) out of the sandbox's
+        output directory."""
         name = str(result)
         path = out / name
         if "/" in name or not name.endswith(".whl") or path.is_symlink() or not path.is_file():
-            raise BuildFailed(f"{prepared.link.filename}: the backend produced no wheel")
+            raise BuildFailed(f"{where}: the backend produced no wheel")
         kept = self._work / "wheels"
         kept.mkdir(exist_ok=True)
         dest = kept / name

@@ -57,6 +57,26 @@ class Corpus:
         return lines
 
 
+def isolated_environ(home: Path) -> dict[str, str]:
+    """A timed tool's environment: only PATH, locale and TMPDIR kept, a fresh HOME, no pip.conf,
+    no prompts, and 127.0.0.1 never sent through a proxy."""
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INPUT": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
+    return env
+
+
 def download_environ(home: Path) -> dict[str, str]:
     """pip's environment for the one download: no machine pip.conf, proxy CA kept (PIP_CERT)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}

@@ -10,7 +10,6 @@ Prints the pins, the time of each step and whether the installed set matches the
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -23,26 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from corpus import WEB_STACK, Corpus, ensure_corpus  # noqa: E402
+from corpus import WEB_STACK, Corpus, ensure_corpus, isolated_environ  # noqa: E402
 from mirror import Mirror, load_files  # noqa: E402
-
-
-def _environ(home: Path) -> dict[str, str]:
-    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update(
-        {
-            "HOME": str(home),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "PIP_CONFIG_FILE": os.devnull,
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_NO_INPUT": "1",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
-    )
-    return env
 
 
 def _no_network_prefix() -> list[str]:
@@ -111,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     safepip = [sys.executable, "-m", "safepip"]
     with tempfile.TemporaryDirectory(prefix="safepip-lock-offline-") as tmp:
         root = Path(tmp)
-        env = _environ(root / "home")
+        env = isolated_environ(root / "home")
         (root / "home").mkdir()
         cache = root / "safepip-cache"
         lock = root / ("pylock.toml" if args.format == "pylock" else "requirements.txt")

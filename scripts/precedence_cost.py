@@ -9,7 +9,6 @@ so every project is looked up on both indexes in parallel and the private one an
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -22,24 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from corpus import WEB_STACK  # noqa: E402
+from corpus import WEB_STACK, isolated_environ  # noqa: E402
 from mirror import Mirror, load_files  # noqa: E402
-
-
-def _environ(home: Path) -> dict[str, str]:
-    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update(
-        {
-            "HOME": str(home),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "PIP_CONFIG_FILE": os.devnull,
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-    )
-    return env
 
 
 def _policy(path: Path, public: str, extra: str | None) -> Path:
@@ -106,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     *(["--extra-index-url", extra] if extra else []),
                     *WEB_STACK,
                 ]
-                env = _environ(home)
+                env = isolated_environ(home)
                 before = private.requests
                 times.setdefault((label, "cold"), []).append(_timed(cmd, env))
                 times.setdefault((label, "warm"), []).append(_timed(cmd, env))

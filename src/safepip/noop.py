@@ -27,6 +27,8 @@ from packaging.version import InvalidVersion, Version
 
 __all__ = ["Satisfied", "already_satisfied", "install_arguments"]
 
+_QUIET = ("-q", "-qq", "-qqq", "--quiet")
+_VERBOSE = ("-v", "-vv", "-vvv", "--verbose")
 # Options (and pip.conf keys / PIP_* variables) that change neither what is installed nor where.
 _FLAGS = frozenset(
     {
@@ -154,9 +156,7 @@ def install_arguments(args: Sequence[str]) -> list[str] | None:
             if next(it, None) is None:
                 return None
         elif not (
-            name in valued
-            or (name in _FLAGS and not eq)
-            or arg in ("-q", "-qq", "-qqq", "--quiet", "-v", "-vv", "-vvv", "--verbose")
+            name in valued or (name in _FLAGS and not eq) or arg in _QUIET or arg in _VERBOSE
         ):
             return None
     return None
@@ -180,9 +180,9 @@ def _parse_args(args: Sequence[str], environ: Mapping[str, str]) -> _Request:
     it = iter(args)
     for arg in it:
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if arg in ("-q", "-qq", "-qqq", "--quiet"):
+        if arg in _QUIET:
             request.verbosity -= 1 if arg == "--quiet" else len(arg) - 1
-        elif arg in ("-v", "-vv", "-vvv", "--verbose"):
+        elif arg in _VERBOSE:
             request.verbosity += 1 if arg == "--verbose" else len(arg) - 1
         elif name in _FLAGS and not eq:
             request.require_hashes |= name == "--require-hashes"

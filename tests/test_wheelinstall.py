@@ -11,6 +11,8 @@ import subprocess
 from base64 import urlsafe_b64encode
 from pathlib import Path
 
+import pytest
+
 from safepip.install import pip_under
 from tests.conftest import make_venv, run_safepip
 from tests.kit import Index, IndexServer, tree_digest
@@ -120,17 +122,18 @@ def test_direct_install_gives_what_pip_gives(
     assert "main" in cli.stderr  # the launcher runs and imports app (which has no main)
 
 
+@pytest.mark.parametrize("quiet", [(), ("-q",)], ids=["default", "quiet"])
 def test_default_output_is_pips(
-    index: Index, server: IndexServer, tmp_path: Path, _base_venv: Path
+    index: Index, server: IndexServer, tmp_path: Path, _base_venv: Path, quiet: tuple[str, ...]
 ) -> None:
     """pip's vendored libraries speak only at -v: no "changing mode" line per script."""
     _app(index)
     ours = make_venv(tmp_path / "one", _base_venv)
     run = run_safepip(
-        "install", "--python", str(ours / "bin/python"), "-i", server.simple_url, "app"
+        "install", *quiet, "--python", str(ours / "bin/python"), "-i", server.simple_url, "app"
     )
     assert run.returncode == 0, run.stderr
-    assert "Successfully installed app-1.0 dep-1.0" in run.stdout
+    assert ("Successfully installed app-1.0 dep-1.0" in run.stdout) is not bool(quiet)
     assert "changing mode" not in run.stdout + run.stderr
     assert (ours / "bin" / "app-cli").exists()
 
@@ -171,3 +174,156 @@ def test_a_wheel_pip_refuses_part_way_leaves_the_environment_as_it_was(
     assert "Traceback" not in run.stderr
     assert tree_digest(target_venv) == before
     assert not any(name.startswith("lib") for name in os.listdir(_site(target_venv)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The installer's own steps, run under the target interpreter as safepip runs them.
+
+_DRIVER = r"""
+import json, sys
+program, start, case = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.argv = ["-c", start]
+ns = {"__name__": "installer_under_test"}
+exec(compile(open(program).read(), "installer", "exec"), ns)
+ns["result"] = None
+exec(compile(open(case).read(), "case", "exec"), ns)
+print(json.dumps(ns["result"]))
+"""
+
+
+def _in_installer(
+    venv: Path, tmp_path: Path, case: str, env: dict[str, str] | None = None
+) -> object:
+    """Run ``case`` with the installer program's functions in scope; returns its ``result``."""
+    import json
+
+    import pip
+
+    from safepip.wheelinstall import _INSTALLER
+
+    program, case_file = tmp_path / "installer.py", tmp_path / "case.py"
+    program.write_text(_INSTALLER)
+    case_file.write_text(case)
+    start = {"pip_parent": str(Path(pip.__file__).parent.parent), "compile": True}
+    run = subprocess.run(
+        [str(venv / "bin/python"), "-c", _DRIVER, str(program), json.dumps(start), str(case_file)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+_MODULES = {
+    "mod/plain.py": b"x = 1\n",
+    "mod/warns.py": b"pattern = '\\d+'\n",  # a SyntaxWarning: compiled all the same
+    "mod/broken.py": b"def (:\n",
+}
+
+
+def _compile_ahead_then_write(venv: Path, tmp_path: Path, env: dict[str, str] | None) -> None:
+    from tests.kit import make_wheel
+
+    filename, data = make_wheel("mod", "1.0", files=_MODULES)
+    wheel = tmp_path / filename
+    wheel.write_bytes(data)
+    out = tmp_path / "out"
+    case = f"""
+import os, py_compile
+members = [(m, os.path.join({str(out)!r}, m)) for m in {sorted(_MODULES)!r}]
+ahead = compile_ahead({str(wheel)!r}, members)
+def compile_one(path):  # write_pyc must not fall back to compiling
+    raise AssertionError("compiled again: " + path)
+result = {{"ahead": sorted(os.path.relpath(d, {str(out)!r}) for d in ahead)}}
+for member, dest in members:
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with open(dest, "wb") as f:
+        f.write({_MODULES!r}[member])
+for member, dest in members:
+    if dest in ahead:
+        assert ahead[dest][0] == record_digest({_MODULES!r}[member])
+        assert write_pyc(dest, ahead[dest])
+        py_compile.compile(dest, cfile=dest + ".reference", doraise=True)
+"""
+    result = _in_installer(venv, tmp_path, case, env)
+    assert result == {"ahead": ["mod/plain.py", "mod/warns.py"]}
+    for name in ("plain", "warns"):
+        source = out / "mod" / f"{name}.py"
+        pyc = next((out / "mod" / "__pycache__").glob(f"{name}.cpython-*.pyc"))
+        reference = Path(str(source) + ".reference").read_bytes()
+        ours = pyc.read_bytes()
+        assert ours[:16] == reference[:16], name  # magic, flags, and mtime and size or hash
+        assert marshal.loads(ours[16:]) == marshal.loads(reference[16:]), name
+        assert pyc.stat().st_mode == Path(str(source) + ".reference").stat().st_mode
+
+
+def test_code_compiled_ahead_gives_the_pyc_py_compile_gives(
+    tmp_path: Path, target_venv: Path
+) -> None:
+    _compile_ahead_then_write(target_venv, tmp_path, None)
+
+
+def test_code_compiled_ahead_gives_hash_based_pycs_under_source_date_epoch(
+    tmp_path: Path, target_venv: Path
+) -> None:
+    _compile_ahead_then_write(target_venv, tmp_path, {"SOURCE_DATE_EPOCH": "315532800"})
+
+
+def test_code_compiled_ahead_is_used_only_for_the_source_pip_wrote(
+    tmp_path: Path, target_venv: Path
+) -> None:
+    """A RECORD hash that is not the hash of the source compiled ahead: compiled again."""
+    from tests.kit import make_wheel
+
+    filename, data = make_wheel("mod", "1.0", files={"mod/__init__.py": b"value = 'real'\n"})
+    wheel = tmp_path / filename
+    wheel.write_bytes(data)
+    site = _site(target_venv)
+    case = f"""
+import marshal, os
+init = os.path.join({str(site)!r}, "mod", "__init__.py")
+code = compile("value = 'forged'\\n", init, "exec")
+forged = {{init: ("sha256=not-the-source", b"", marshal.dumps(code))}}
+item = {{"name": "mod", "path": {str(wheel)!r}, "description": "mod==1.0", "requested": True,
+        "compile": True, "warn_script_location": False}}
+result = install_one(item, forged)
+"""
+    assert _in_installer(target_venv, tmp_path, case) == [1, 0]
+    out = subprocess.run(
+        [str(target_venv / "bin/python"), "-c", "import mod, sys; print(mod.value)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "real"
+    pyc = next((site / "mod" / "__pycache__").glob("__init__.cpython-*.pyc"))
+    assert marshal.loads(pyc.read_bytes()[16:]).co_consts[0] == "real"
+
+
+def test_wheels_that_write_the_same_path_are_installed_one_after_the_other(
+    tmp_path: Path, target_venv: Path
+) -> None:
+    from tests.kit import make_wheel
+
+    def wheel(name: str, files: dict[str, bytes], entry_points: str | None = None) -> str:
+        filename, data = make_wheel(name, "1.0", files=files, entry_points=entry_points)
+        (tmp_path / filename).write_bytes(data)
+        return str(tmp_path / filename)
+
+    a = wheel("a", {"a/__init__.py": b""}, "[console_scripts]\ntool = a:main\n")
+    b = wheel("b", {"b/__init__.py": b"", "a/__init__.py": b"x = 1\n"})
+    c = wheel("c", {"c/__init__.py": b""}, "[console_scripts]\ntool = c:main\n")
+    d = wheel("d", {"d/__init__.py": b""})
+    case = f"""
+standby = Standby(None)
+def items(*pairs):
+    return [{{"name": n, "path": p}} for n, p in pairs]
+result = [
+    standby.overlapping(items(("a", {a!r}), ("d", {d!r}))),
+    standby.overlapping(items(("a", {a!r}), ("b", {b!r}))),
+    standby.overlapping(items(("a", {a!r}), ("c", {c!r}))),
+]
+"""
+    assert _in_installer(target_venv, tmp_path, case) == [False, True, True]

@@ -35,16 +35,18 @@ def record_rows(dist_info):
 
 
 def sources(dist_info):
+    return list(sources_and_digests(dist_info))
+
+
+def sources_and_digests(dist_info):
     site = os.path.dirname(dist_info)
-    seen = []
-    known = set()
+    seen = {}
     for row in record_rows(dist_info)[1]:
         if not row:
             continue
         full = os.path.normpath(os.path.join(site, row[0]))
-        if full.endswith(".py") and full not in known and os.path.isfile(full):
-            known.add(full)
-            seen.append(full)
+        if full.endswith(".py") and full not in seen and os.path.isfile(full):
+            seen[full] = row[1] if len(row) > 1 else ""
     return seen
 
 

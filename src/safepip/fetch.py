@@ -555,16 +555,18 @@ def download_all(
     store: FileStore,
     timeout: float,
     workers: int = 8,
-    on_done: Callable[[FileLink], None] | None = None,
+    on_done: Callable[[FileLink, Path], None] | None = None,
 ) -> list[tuple[Path, dict[str, str]]]:
-    """Download every file in parallel; the first failure cancels the rest and is raised."""
+    """Download every file in parallel; the first failure cancels the rest and is raised.
+    ``on_done`` is called with each file's link and path as soon as it is in and its hashes
+    match, from the thread that fetched it."""
     if not items:
         return []
 
     def one(item: tuple[FileLink, Hashes]) -> tuple[Path, dict[str, str]]:
         result = download(session, item[0], store, item[1], timeout)
         if on_done is not None:
-            on_done(item[0])
+            on_done(item[0], result[0])
         return result
 
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:

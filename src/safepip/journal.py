@@ -38,10 +38,14 @@ __all__ = [
     "TargetNotWritable",
     "UninstallImpossible",
     "guarded_handoff",
+    "handoff_fds",
     "journal_pending",
     "recover_interrupted",
     "run_in_own_session",
+    "start_in_own_session",
+    "stop_session",
     "terminations_interrupt",
+    "wait_in_own_session",
 ]
 
 JOURNAL_DIR = ".safepip-journal"
@@ -533,20 +537,35 @@ def terminations_interrupt() -> Iterator[None]:
 def run_in_own_session(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """Run pip in a session of its own (a Ctrl-C to the terminal reaches safepip, not pip); if
     safepip is interrupted, stop pip before the interruption goes on."""
+    return wait_in_own_session(start_in_own_session(argv, env, pass_fds=handoff_fds()))
+
+
+def start_in_own_session(
+    argv: Sequence[str], env: Mapping[str, str], **popen: Any
+) -> subprocess.Popen[bytes]:
+    """Start a hand-off process in a session of its own (see :func:`run_in_own_session`)."""
     try:
-        proc = subprocess.Popen(
-            list(argv), env=dict(env), start_new_session=True, pass_fds=_INHERITED_FDS.get()
-        )
+        return subprocess.Popen(list(argv), env=dict(env), start_new_session=True, **popen)
     except OSError as exc:
         raise HandoffError(f"cannot run pip: {exc}") from None
+
+
+def wait_in_own_session(proc: subprocess.Popen[bytes]) -> int:
+    """Its exit status; if safepip is interrupted meanwhile, the process is stopped first."""
     try:
         return proc.wait()
     except BaseException:
-        _stop(proc)
+        stop_session(proc)
         raise
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def handoff_fds() -> tuple[int, ...]:
+    """The descriptors the process that writes into the target must hold (the journal lock)."""
+    return _INHERITED_FDS.get()
+
+
+def stop_session(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process started by :func:`start_in_own_session`, and all it started."""
     with _signals_deferred():
         for sig, grace in ((signal.SIGTERM, _STOP_GRACE_SECONDS), (signal.SIGKILL, None)):
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -55,6 +55,7 @@ from safepip.sbom import write_sbom_if_asked
 from safepip.target import ProbeAhead, Target, find_interpreter, probe_target
 from safepip.verify import verify_wheel
 from safepip.wheelgate import check_wheel_contents, layout_from
+from safepip.wheelinstall import applies, install_directly, standby_installer
 
 __all__ = ["Outcome", "run"]
 
@@ -212,6 +213,8 @@ def run(
     builder: SandboxedBuilder | None = None
     stack = contextlib.ExitStack()
     try:
+        # pip's wheel installer starts now, under the target interpreter, and waits for the files.
+        standby = stack.enter_context(standby_installer(settings, target, environ))
         links = IndexLinks.for_settings(client, settings.policy, settings.extra, reporter)
         fetcher = MetadataFetcher(session, store, timeout=settings.net.timeout)
         options = _resolve_options(settings, target)
@@ -287,7 +290,9 @@ def run(
             assert isinstance(pin.source, FileLink)
             reporter.detail(f"Collecting {pin.name}=={pin.version} from {pin.source.filename}")
             items.append((pin.source, pin.expected_hashes))
-        results = download_all(session, items, store, settings.net.timeout)
+        # Each wheel's modules are compiled in memory as soon as it is in, while the rest come.
+        compile_ahead = standby.compile_ahead_of(fetched) if standby is not None else None
+        results = download_all(session, items, store, settings.net.timeout, on_done=compile_ahead)
         verified = []
         hashes_by_name: dict[str, str] = {}
         for pin, (path, digests) in zip(fetched, results, strict=True):
@@ -334,12 +339,15 @@ def run(
                 reporter.info(f"Would install {describe_pins(to_install)}")
         elif verified:
             from safepip.install import run_handoff
-            from safepip.wheelinstall import applies, install_directly
 
             with guarded_handoff(settings, target, verified, reporter):
                 if applies(settings, target, verified):
-                    install_directly(settings, target.executable, verified, environ, reporter)
+                    install_directly(
+                        settings, target.executable, verified, environ, reporter, standby
+                    )
                 else:
+                    if standby is not None:
+                        standby.close()  # pip's command line serves this one
                     run_handoff(settings, target.executable, verified, environ)
                     record_origins(
                         target.executable,

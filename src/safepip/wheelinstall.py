@@ -1,18 +1,26 @@
-"""The direct hand-off: verified wheels installed by pip's own wheel installer in one process
-under the target interpreter, their bytecode compiled in parallel while the next wheels install.
+"""The direct hand-off: verified wheels installed by pip's own wheel installer under the target
+interpreter, several at a time, their bytecode compiled as pip compiles it.
 
 pip's command line re-reads, re-resolves and re-hashes what safepip has already verified, then
 compiles every file serially; for the plain case (new distributions into a virtual environment)
 this runs the very function pip's ``install`` ends in, ``install_wheel``, for each wheel, so the
-installed files, RECORD, INSTALLER, REQUESTED and entry-point scripts are pip's own, and compiles
-as :mod:`safepip.bytecode` does (the same ``.pyc`` files and RECORD rows as pip's default).
-Anything outside the plain case goes to pip's command line (:mod:`safepip.install`)."""
+installed files, RECORD, INSTALLER, REQUESTED and entry-point scripts are pip's own, and the
+``.pyc`` files and their RECORD rows are those pip's default compilation gives.
+
+The installer starts while safepip still resolves, downloads and checks (:class:`StandbyInstaller`):
+its start-up, and the compilation in memory of each wheel's modules as the wheel comes in, overlap
+that work; nothing is written until the journal is in place and safepip says so. Anything outside
+the plain case goes to pip's command line (:mod:`safepip.install`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,27 +29,43 @@ from packaging.utils import canonicalize_name
 from safepip.bytecode import COMPILE_AND_RECORD
 from safepip.config import Settings
 from safepip.errors import HandoffError
-from safepip.models import FileLink, VerifiedFile
+from safepip.models import FileLink, Pin, VerifiedFile
 from safepip.report import Reporter
 from safepip.target import Target
 
-__all__ = ["DirectInstall", "applies", "install_directly"]
+__all__ = [
+    "DirectInstall",
+    "StandbyInstaller",
+    "applies",
+    "install_directly",
+    "may_apply",
+    "standby_installer",
+]
 
-# Runs under the target interpreter with safepip's pip importable (as ``pip --python`` runs it).
-# The compile workers are forked before the first wheel is installed; each installed wheel's
-# .py files (those its RECORD lists, as pip compiles them) go to the pool at once, and every
-# .pyc is added to RECORD at the end, as safepip.bytecode does after pip's command line.
+_CLOSE_GRACE_SECONDS = 5.0
+
+# Runs under the target interpreter with safepip's pip importable (as ``pip --python`` runs it),
+# started while safepip still resolves, downloads and checks. It imports pip's installer, forks its
+# workers and waits on its control socket (fd 0) for lines:
+#   "C <json>"  compile ahead: [{"name", "path"}] of verified wheels; each top-level module is
+#               compiled in memory, for the path it will have; nothing is written anywhere;
+#   "I <spec> <result>"  install, with the journal lock's descriptor attached (SCM_RIGHTS);
+#   end of file: exit, having written nothing.
+# Installing, the workers take the wheels largest first, each with install_wheel (pip's own), then
+# write the .pyc of each installed module: from the code compiled ahead when the RECORD hash of the
+# file pip wrote is the hash of the source compiled, else compiled there as compileall does.
 _INSTALLER = (
     r"""
 import sys
 sys.path[:] = [p for p in sys.path if p not in ("", ".")]
 import json
-with open(sys.argv[1], encoding="utf-8") as f:
-    spec = json.load(f)
-sys.path.insert(0, spec["pip_parent"])
-import compileall, contextlib, csv, importlib.util, io, logging, multiprocessing, os, warnings
-import zipfile
-from concurrent.futures import ProcessPoolExecutor
+start = json.loads(sys.argv[1])
+sys.path.insert(0, start["pip_parent"])
+import compileall, contextlib, csv, hashlib, importlib.machinery, importlib.util, io, logging
+import marshal, multiprocessing, os, py_compile, socket, warnings, zipfile
+from base64 import urlsafe_b64encode
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib import _bootstrap_external
 from pip._internal.locations import get_scheme
 from pip._internal.operations.install.wheel import install_wheel, wheel_root_is_purelib
 from pip._internal.utils.wheel import parse_wheel
@@ -61,29 +85,139 @@ class _Prefixed(logging.Formatter):
 def set_up_logging(level):
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Prefixed("%(message)s"))
+    handler.setLevel(level)
     logger = logging.getLogger("pip")
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
     # As pip sets it up: its vendored libraries speak only at -v (distlib's "changing mode").
-    vendored = "WARNING" if level in ("INFO", "ERROR") else "DEBUG"
-    logging.getLogger("pip._vendor").setLevel(vendored)
-
-
-def compile_many(paths):
-    return [compile_one(path) for path in paths]
-
-
-def dist_info_of(wheel, name, scheme):
-    with zipfile.ZipFile(wheel) as zf:
-        info_dir, metadata = parse_wheel(zf, name)
-    lib_dir = scheme.purelib if wheel_root_is_purelib(metadata) else scheme.platlib
-    return lib_dir, os.path.join(lib_dir, info_dir)
+    logging.getLogger("pip._vendor").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
 
 
 """
     + COMPILE_AND_RECORD
     + r"""
+
+MODE = getattr(py_compile, "_get_default_invalidation_mode", lambda: None)()
+AHEAD = MODE is not None and all(
+    hasattr(_bootstrap_external, n) for n in ("_calc_mode", "_write_atomic")
+)
+
+
+def record_digest(data):
+    return "sha256=" + urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def lib_dir_of(zf, name):
+    info_dir, metadata = parse_wheel(zf, name)
+    scheme = get_scheme(name, isolated=True)
+    lib_dir = scheme.purelib if wheel_root_is_purelib(metadata) else scheme.platlib
+    return info_dir, lib_dir
+
+
+def wheel_plan(path, name):
+    # The top-level .py members with the paths install_wheel gives them (the .data ones are
+    # compiled after installing, as any module not compiled ahead), and where every file and
+    # command of the wheel goes, to tell whether two wheels overlap.
+    scheme = get_scheme(name, isolated=True)
+    modules, out = [], set()
+    with zipfile.ZipFile(path) as zf:
+        info_dir, lib_dir = lib_dir_of(zf, name)
+        data_dir = info_dir[: -len(".dist-info")] + ".data/"
+        for m in zf.namelist():
+            if m.startswith(data_dir):
+                key, _, rest = m[len(data_dir):].partition("/")
+                base = getattr(scheme, key, None) or key
+                out.add(os.path.normpath(os.path.join(base, rest)))
+                continue
+            dest = os.path.normpath(os.path.join(lib_dir, m))
+            out.add(dest)
+            if m.endswith(".py"):
+                modules.append((m, dest))
+        try:
+            text = zf.read(info_dir + "/entry_points.txt").decode("utf-8")
+        except KeyError:
+            text = ""
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line.strip("[]").strip()
+        elif section in ("console_scripts", "gui_scripts") and "=" in line:
+            out.add(os.path.join(scheme.scripts, line.partition("=")[0].strip()))
+    return modules, out
+
+
+def compile_ahead(path, members):
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for member, dest in members:
+            try:
+                data = zf.read(member)
+                loader = importlib.machinery.SourceFileLoader("<py_compile>", dest)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore")
+                    code = loader.source_to_code(data, dest)
+                source_hash = importlib.util.source_hash(data)
+                out[dest] = (record_digest(data), source_hash, marshal.dumps(code))
+            except Exception:  # compiled after installing, where compileall reports it
+                continue
+    return out
+
+
+def write_pyc(path, ahead):
+    # py_compile's own steps, with the code compiled ahead from the very same bytes.
+    _, source_hash, code = ahead
+    cfile = importlib.util.cache_from_source(path)
+    if os.path.islink(cfile) or (os.path.exists(cfile) and not os.path.isfile(cfile)):
+        return compile_one(path)
+    if MODE == py_compile.PycInvalidationMode.TIMESTAMP:
+        st = os.stat(path)
+        stamp = (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+        stamp += (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+        flags = 0
+    else:
+        stamp = source_hash
+        flags = 0b11 if MODE == py_compile.PycInvalidationMode.CHECKED_HASH else 0b01
+    data = importlib.util.MAGIC_NUMBER + flags.to_bytes(4, "little") + stamp + code
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.makedirs(os.path.dirname(cfile))
+        mode = _bootstrap_external._calc_mode(path)
+        _bootstrap_external._write_atomic(cfile, data, mode)
+    except Exception:
+        return compile_one(path)
+    return True
+
+
+def install_one(item, ahead):
+    name, wheel = item["name"], item["path"]
+    scheme = get_scheme(name, isolated=True)
+    install_wheel(
+        name,
+        wheel,
+        scheme=scheme,
+        req_description=item["description"],
+        pycompile=False,
+        warn_script_location=item["warn_script_location"],
+        requested=item["requested"],
+    )
+    if not item["compile"]:
+        return 0, 0
+    with zipfile.ZipFile(wheel) as zf:
+        info_dir, lib_dir = lib_dir_of(zf, name)
+    dist_info = os.path.join(lib_dir, info_dir)
+    pycs, failed = [], 0
+    for path, digest in sources_and_digests(dist_info).items():
+        known = ahead.get(path)
+        ok = write_pyc(path, known) if known and known[0] == digest else compile_one(path)
+        if ok:
+            pycs.append(importlib.util.cache_from_source(path))
+        else:
+            failed += 1
+    add_to_record(dist_info, [p for p in pycs if os.path.exists(p)])
+    return len(pycs), failed
+
 
 def warn_about_conflicts(names):
     from pip._internal.operations.check import (
@@ -101,69 +235,149 @@ def warn_about_conflicts(names):
         )
 
 
-def chunks(items, size):
-    return [items[i:i + size] for i in range(0, len(items), size)]
+class Standby:
+    def __init__(self, pool):
+        self.pool = pool
+        self.plans = {}  # wheel path -> (modules, destinations)
+        self.ahead = {}  # wheel path -> futures of its modules compiled ahead
+
+    def plan(self, item):
+        path = item["path"]
+        if path not in self.plans:
+            try:
+                self.plans[path] = wheel_plan(path, item["name"])
+            except Exception:  # install_wheel says what is wrong with it
+                self.plans[path] = [], {path}
+        return self.plans[path]
+
+    def compile_ahead(self, wheels):
+        if self.pool is None or not start["compile"] or not AHEAD:
+            return
+        # The wheels with the most modules first: their installs are the longest.
+        for item in sorted(wheels, key=lambda w: -len(self.plan(w)[0])):
+            path = item["path"]
+            if path in self.ahead:
+                continue
+            modules = self.plan(item)[0]
+            self.ahead[path] = [
+                self.pool.submit(compile_ahead, path, modules[i:i + 16])
+                for i in range(0, len(modules), 16)
+            ]
+
+    def compiled(self, path):
+        out = {}
+        for future in self.ahead.get(path, ()):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                out.update(future.result())
+        return out
+
+    def overlapping(self, items):
+        seen = set()
+        for item in items:
+            mine = self.plan(item)[1]
+            if seen & mine:
+                return True
+            seen |= mine
+        return False
+
+    def cost(self, item, compiled):
+        # Writing a file takes about a fourth of compiling a module, on most machines.
+        modules, destinations = self.plan(item)
+        return len(destinations) + 4 * sum(1 for _, dest in modules if dest not in compiled)
+
+    def install(self, spec):
+        items = [
+            dict(w, compile=start["compile"], warn_script_location=spec["warn_script_location"])
+            for w in spec["wheels"]
+        ]
+        counts = {}
+        if self.pool is None:
+            for item in items:
+                counts[item["path"]] = install_one(item, {})
+            return counts
+        for futures in self.ahead.values():  # what has not started is compiled while installing
+            for future in futures:
+                future.cancel()
+        compiled = {item["path"]: self.compiled(item["path"]) for item in items}
+        # Wheels that would write the same path go one after the other, in the order given (as
+        # pip's command line); the others the longest first, so no long one is left for the end.
+        serial = self.overlapping(items)
+        if not serial:
+            items.sort(key=lambda w: -self.cost(w, compiled[w["path"]]))
+        running = {}
+        for item in items:
+            running[self.pool.submit(install_one, item, compiled[item["path"]])] = item
+            if serial:
+                counts[item["path"]] = next(iter(running)).result()
+                running.clear()
+        for future in as_completed(running):
+            counts[running[future]["path"]] = future.result()  # a failure stops here: rollback
+        return counts
 
 
-def install_and_compile(pool):
-    pending = []
-    installed = []
-    for item in spec["wheels"]:
-        name, wheel = item["name"], item["path"]
-        scheme = get_scheme(name, isolated=True)
-        install_wheel(
-            name,
-            wheel,
-            scheme=scheme,
-            req_description=item["description"],
-            pycompile=False,
-            warn_script_location=spec["warn_script_location"],
-            requested=item["requested"],
-        )
-        installed.append([name, item["version"]])
-        if not spec["compile"]:
-            continue
-        _, dist_info = dist_info_of(wheel, name, scheme)
-        paths = sources(dist_info)
-        if pool is None:
-            pending.append((dist_info, paths, [compile_many(paths)]))
-        else:
-            futures = [pool.submit(compile_many, c) for c in chunks(paths, 16)]
-            pending.append((dist_info, paths, futures))
-    compiled = failed = 0
-    for dist_info, paths, parts in pending:
-        try:
-            ok = [x for part in parts for x in (part if pool is None else part.result())]
-        except Exception:  # a worker died: compile here what it was given
-            ok = compile_many(paths)
-        pycs = [importlib.util.cache_from_source(p) for p, good in zip(paths, ok) if good]
-        add_to_record(dist_info, [p for p in pycs if os.path.exists(p)])
-        compiled += len(pycs)
-        failed += ok.count(False)
-    return {"installed": installed, "compiled": compiled, "failed": failed}
+def read_messages(sock):
+    buffer, fds = b"", []
+    while True:
+        data, ancillary, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % 4
+                fds.extend(int.from_bytes(payload[i:i + 4], sys.byteorder)
+                           for i in range(0, usable, 4))
+        if not data:
+            return
+        buffer += data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            yield line.decode("utf-8"), fds
+
+
+def serve(standby, sock):
+    for line, _fds in read_messages(sock):  # the journal lock stays held while this process runs
+        kind, _, rest = line.partition(" ")
+        if kind == "C":
+            standby.compile_ahead(json.loads(rest))
+        elif kind == "I":
+            spec_path, result_path = rest.split(" ", 1)
+            with open(spec_path, encoding="utf-8") as f:
+                spec = json.load(f)
+            return install(standby, spec, result_path)
+    return 0  # safepip stopped before installing: nothing was written
+
+
+def install(standby, spec, result_path):
+    try:
+        counts = standby.install(spec)
+    except BaseException as exc:  # pip's refusal or anything else: one line, then the rollback
+        if standby.pool is not None:
+            standby.pool.shutdown(wait=True, cancel_futures=True)  # nothing written after this
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    if spec["warn_conflicts"]:
+        warn_about_conflicts([item["canonical"] for item in spec["wheels"]])
+    result = {
+        "installed": [[w["name"], w["version"]] for w in spec["wheels"]],
+        "compiled": sum(c for c, _ in counts.values()),
+        "failed": sum(f for _, f in counts.values()),
+    }
+    with open(result_path, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    return 0
 
 
 def main():
-    set_up_logging(spec["log_level"])
+    set_up_logging(start["log_level"])
+    sock = socket.socket(fileno=0)
     workers = max(1, min(os.cpu_count() or 1, 8))
     pool = None
-    if spec["compile"] and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         pool.submit(int).result()  # every worker forked now, before any file is written
     try:
-        result = install_and_compile(pool)
-    except Exception as exc:  # pip's refusal or anything else: one line, then the rollback
+        return serve(Standby(pool), sock)
+    finally:
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)  # nothing written after this exits
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return 1
-    if pool is not None:
-        pool.shutdown()
-    if spec["warn_conflicts"]:
-        warn_about_conflicts([item["canonical"] for item in spec["wheels"]])
-    with open(sys.argv[2], "w", encoding="utf-8") as f:
-        json.dump(result, f)
-    return 0
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 if __name__ == "__main__":
@@ -185,17 +399,7 @@ def applies(settings: Settings, target: Target, files: Sequence[VerifiedFile]) -
     """Whether the direct hand-off gives exactly what pip's command line would: new wheels
     (nothing to uninstall or replace) into a virtual environment's own scheme, with none of the
     options that change where or how pip installs."""
-    if settings.command != "install" or settings.dry_run or not files:
-        return False
-    if not target.is_virtualenv:
-        return False
-    if settings.target_dir or settings.prefix or settings.root or settings.user:
-        return False
-    if settings.platforms or settings.python_version or settings.implementation or settings.abis:
-        return False
-    if settings.force_reinstall or settings.ignore_installed or settings.exists_action:
-        return False
-    if settings.log:
+    if not files or not may_apply(settings, target):
         return False
     names = set()
     for vf in files:
@@ -209,6 +413,21 @@ def applies(settings: Settings, target: Target, files: Sequence[VerifiedFile]) -
     return True
 
 
+def may_apply(settings: Settings, target: Target) -> bool:
+    """What :func:`applies` asks of the run itself, known before any file is chosen."""
+    if settings.command != "install" or settings.dry_run:
+        return False
+    if not target.is_virtualenv:
+        return False
+    if settings.target_dir or settings.prefix or settings.root or settings.user:
+        return False
+    if settings.platforms or settings.python_version or settings.implementation or settings.abis:
+        return False
+    if settings.force_reinstall or settings.ignore_installed or settings.exists_action:
+        return False
+    return not settings.log
+
+
 def _log_level(verbosity: int) -> str:
     """pip's: -q shows warnings, -qq errors, -qqq only the critical; -v its debug messages."""
     if verbosity > 0:
@@ -216,17 +435,22 @@ def _log_level(verbosity: int) -> str:
     return {0: "INFO", -1: "WARNING", -2: "ERROR"}.get(verbosity, "CRITICAL")
 
 
-def _spec(settings: Settings, files: Sequence[VerifiedFile]) -> dict[str, object]:
+def _start_spec(settings: Settings) -> dict[str, object]:
     import pip
 
-    # As pip's command line: when no requirement was the user's own, every file is named.
-    anyone_requested = any(vf.pin.requested for vf in files)
     return {
         "pip_parent": str(Path(pip.__file__).resolve().parent.parent),
         "compile": settings.compile,
+        "log_level": _log_level(settings.verbosity),
+    }
+
+
+def _spec(settings: Settings, files: Sequence[VerifiedFile]) -> dict[str, object]:
+    # As pip's command line: when no requirement was the user's own, every file is named.
+    anyone_requested = any(vf.pin.requested for vf in files)
+    return {
         "warn_script_location": not settings.no_warn_script_location,
         "warn_conflicts": not settings.no_warn_conflicts,
-        "log_level": _log_level(settings.verbosity),
         "wheels": [
             {
                 "name": vf.pin.name,
@@ -241,40 +465,130 @@ def _spec(settings: Settings, files: Sequence[VerifiedFile]) -> dict[str, object
     }
 
 
+class StandbyInstaller:
+    """pip's wheel installer under the target interpreter, started while safepip still resolves,
+    downloads and checks, so that its start-up and the compilation of the verified wheels'
+    modules (in memory: nothing is written) overlap that work. It writes into the target only
+    when :meth:`install` tells it to, inside the journal; closed without that, it just exits."""
+
+    def __init__(self, settings: Settings, target_python: str, environ: Mapping[str, str]):
+        from safepip.install import scrubbed_pip_env
+        from safepip.journal import start_in_own_session
+
+        self._sending = threading.Lock()
+        self._ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [target_python, "-c", _INSTALLER, json.dumps(_start_spec(settings))]
+        try:
+            # The same environment pip would run in: PYTHONPYCACHEPREFIX and SOURCE_DATE_EPOCH
+            # count. A session of its own: a Ctrl-C reaches safepip, which stops it.
+            self._proc: subprocess.Popen[bytes] | None = start_in_own_session(
+                argv, scrubbed_pip_env(environ), stdin=theirs.fileno()
+            )
+        finally:
+            theirs.close()
+
+    def compile_ahead_of(self, pins: Sequence[Pin]) -> Callable[[FileLink, Path], None]:
+        """A callback for :func:`safepip.fetch.download_all`: each wheel of ``pins``, once in,
+        has its modules compiled in memory, ahead of the install."""
+        names = {p.source.filename: p.name for p in pins if isinstance(p.source, FileLink)}
+
+        def downloaded(link: FileLink, path: Path) -> None:
+            name = names.get(link.filename)
+            if name is not None and link.filename.endswith(".whl"):
+                self._send(f"C {json.dumps([{'name': name, 'path': str(path)}])}\n", ())
+
+        return downloaded
+
+    def install(
+        self, settings: Settings, files: Sequence[VerifiedFile], reporter: Reporter
+    ) -> DirectInstall:
+        """Install ``files`` (for which :func:`applies` holds) and compile them; raises
+        :class:`HandoffError` when the installer fails (the journal then restores the target)."""
+        from safepip.journal import handoff_fds, wait_in_own_session
+
+        reporter.detail(
+            "installing the verified wheels with pip's wheel installer, compiling meanwhile"
+        )
+        reporter.info("Installing collected packages: " + ", ".join(vf.pin.name for vf in files))
+        proc = self._proc
+        assert proc is not None, "install() once, before close()"
+        with tempfile.TemporaryDirectory(prefix="safepip-install-") as tmp:
+            spec_path, result_path = Path(tmp, "spec.json"), Path(tmp, "result.json")
+            spec_path.write_text(json.dumps(_spec(settings, files)), encoding="utf-8")
+            # The journal lock goes with it: a killed safepip leaves the target locked until the
+            # installer has exited, and the next run replays the journal only then.
+            sent = self._send(f"I {spec_path} {result_path}\n", handoff_fds())
+            code = wait_in_own_session(proc) if sent else proc.wait()
+            self._proc = None
+            try:
+                data = json.loads(result_path.read_text(encoding="utf-8")) if code == 0 else None
+            except (OSError, ValueError):
+                data = None
+        if data is None:
+            raise HandoffError(
+                f"pip's wheel installer exited with status {code} while installing the verified "
+                "files",
+                hint="its message above says why",
+            )
+        result = DirectInstall(
+            installed=tuple((str(n), str(v)) for n, v in data["installed"]),
+            compiled=int(data["compiled"]),
+            failed=int(data["failed"]),
+        )
+        reporter.info("Successfully installed " + " ".join(f"{n}-{v}" for n, v in result.installed))
+        return result
+
+    def close(self) -> None:
+        """Let it exit without installing (it has written nothing); stop it if it lingers."""
+        from safepip.journal import stop_session
+
+        self._ours.close()
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.wait(timeout=_CLOSE_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            stop_session(proc)
+
+    def _send(self, line: str, fds: Sequence[int]) -> bool:
+        try:
+            with self._sending:  # lines come from the download threads too
+                socket.send_fds(self._ours, [line.encode("utf-8")], list(fds))
+        except OSError:  # it exited: the install then reports its status
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def standby_installer(
+    settings: Settings, target: Target, environ: Mapping[str, str]
+) -> Iterator[StandbyInstaller | None]:
+    """A :class:`StandbyInstaller` for a run the direct hand-off may serve, else None."""
+    if not may_apply(settings, target) or not hasattr(socket, "AF_UNIX"):
+        yield None
+        return
+    standby = StandbyInstaller(settings, target.executable, environ)
+    try:
+        yield standby
+    finally:
+        standby.close()
+
+
 def install_directly(
     settings: Settings,
     target_python: str,
     files: Sequence[VerifiedFile],
     environ: Mapping[str, str],
     reporter: Reporter,
+    standby: StandbyInstaller | None = None,
 ) -> DirectInstall:
-    """Install ``files`` (for which :func:`applies` holds) and compile them; raises
-    :class:`HandoffError` when the installer fails (the journal then restores the target)."""
-    from safepip.install import run_pip, scrubbed_pip_env
-
-    reporter.detail(
-        "installing the verified wheels with pip's wheel installer, compiling meanwhile"
-    )
-    reporter.info("Installing collected packages: " + ", ".join(vf.pin.name for vf in files))
-    with tempfile.TemporaryDirectory(prefix="safepip-install-") as tmp:
-        spec_path, result_path = Path(tmp, "spec.json"), Path(tmp, "result.json")
-        spec_path.write_text(json.dumps(_spec(settings, files)), encoding="utf-8")
-        argv = [target_python, "-c", _INSTALLER, str(spec_path), str(result_path)]
-        # The same environment pip would run in: PYTHONPYCACHEPREFIX and SOURCE_DATE_EPOCH count.
-        code = run_pip(argv, scrubbed_pip_env(environ))
-        try:
-            data = json.loads(result_path.read_text(encoding="utf-8")) if code == 0 else None
-        except (OSError, ValueError):
-            data = None
-    if data is None:
-        raise HandoffError(
-            f"pip's wheel installer exited with status {code} while installing the verified files",
-            hint="its message above says why",
-        )
-    result = DirectInstall(
-        installed=tuple((str(n), str(v)) for n, v in data["installed"]),
-        compiled=int(data["compiled"]),
-        failed=int(data["failed"]),
-    )
-    reporter.info("Successfully installed " + " ".join(f"{n}-{v}" for n, v in result.installed))
-    return result
+    """Install ``files`` (for which :func:`applies` holds) with ``standby``, or with an installer
+    started now."""
+    if standby is not None:
+        return standby.install(settings, files, reporter)
+    fresh = StandbyInstaller(settings, target_python, environ)
+    try:
+        return fresh.install(settings, files, reporter)
+    finally:
+        fresh.close()

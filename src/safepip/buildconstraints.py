@@ -99,14 +99,13 @@ def companion_files(settings: Settings) -> tuple[str, ...]:
 
 def _parse(path: str) -> tuple[tuple[UserRequirement, ...], tuple[str, ...]]:
     """A constraints file read with pip's own rules: its pins and the index URLs it names."""
-    from pip._internal.commands import create_command
-
+    from safepip.pipparser import command_parser
     from safepip.reqs import read_requirements
 
-    command = create_command("install", isolated=True)
-    command.parser.defaults = copy.deepcopy(command.parser.defaults)
+    parser = command_parser("install", isolated=True)
+    parser.defaults = copy.deepcopy(parser.defaults)
     # The indexes the file names (`safepip lock` names them all), else pip's default.
-    options, _ = command.parse_args(["--isolated", "-c", path])
+    options, _ = parser.parse_args(["--isolated", "-c", path])
     assert isinstance(options, optparse.Values)
     parsed = read_requirements(options, ())
     pins = tuple(c for c in parsed.constraints if c.direct is None)

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -258,20 +258,19 @@ def _pip_parse(
     command: str, args: Sequence[str]
 ) -> tuple[optparse.Values, list[str], optparse.Values]:
     """pip's options (configuration applied), positional arguments, and pip's bare defaults."""
-    from pip._internal.commands import create_command
+    from safepip.pipparser import command_parser
 
-    pip_command = command
-    cmd = create_command(pip_command, isolated=("--isolated" in args))
-    cmd.parser.error = _raise_usage_error  # name the bad option instead of printing usage
+    parser = command_parser(command, isolated=("--isolated" in args))
+    parser.error = _raise_usage_error  # type: ignore[assignment]  # name the bad option
     # pip's options share their default lists between parsers, and callbacks append to them.
-    cmd.parser.defaults = copy.deepcopy(cmd.parser.defaults)
+    parser.defaults = copy.deepcopy(parser.defaults)
     # Taken before parsing: optparse appends into a shared default list.
-    defaults = copy.deepcopy(optparse.OptionParser.get_default_values(cmd.parser))
-    options, positional = cmd.parse_args(list(args))
+    defaults = copy.deepcopy(optparse.OptionParser.get_default_values(parser))
+    options, positional = parser.parse_args(list(args))
     return options, positional, defaults
 
 
-def _raise_usage_error(message: str) -> None:
+def _raise_usage_error(message: str) -> NoReturn:
     raise UsageError(message, hint="see `safepip options` and `pip install --help`")
 
 

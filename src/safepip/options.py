@@ -170,10 +170,9 @@ def _unknown(name: str) -> Refused:
 
 
 def _pip_parser(command: str) -> optparse.OptionParser:
-    from pip._internal.commands import create_command
+    from safepip.pipparser import command_parser
 
-    parser: optparse.OptionParser = create_command(command).parser
-    return parser
+    return command_parser(command)
 
 
 def option_rows(command: str) -> tuple[OptionRow, ...]:

@@ -129,45 +129,65 @@ def _scheme(settings: Settings, target: Target) -> _Scheme | None:
     )
 
 
-def _wheel_destinations(scheme: _Scheme, wheel: Path) -> tuple[list[Path], int]:
+def _wheel_destinations(scheme: _Scheme, wheel: Path) -> tuple[list[str], int]:
     """Every path installing ``wheel`` writes (entry-point scripts included), and their size."""
-    out: list[Path] = []
+    out: list[str] = []
     size = 0
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         dist_info = next((n.split("/")[0] for n in names if n.endswith(".dist-info/WHEEL")), "")
-        root = scheme.purelib
+        root = str(scheme.purelib)
         if dist_info:
             wheel_meta = BytesParser().parsebytes(zf.read(f"{dist_info}/WHEEL"))
             if str(wheel_meta.get("Root-Is-Purelib", "true")).strip().lower() != "true":
-                root = scheme.platlib
+                root = str(scheme.platlib)
+        dirs = {
+            "purelib": str(scheme.purelib),
+            "platlib": str(scheme.platlib),
+            "data": str(scheme.data),
+            "scripts": str(scheme.scripts),
+            "headers": str(scheme.headers),
+        }
         for info in zf.infolist():
             if info.is_dir():
                 continue
             size += info.file_size
-            out.append(_destination(scheme, root, info.filename, dist_info))
+            out.append(_destination(dirs, root, info.filename, dist_info))
         entry_points = f"{dist_info}/entry_points.txt"
         if entry_points in names:
-            out += [scheme.scripts / s for s in _script_names(zf.read(entry_points))]
+            out += [_join(dirs["scripts"], s) for s in _script_names(zf.read(entry_points))]
         if dist_info:
-            out += [root / dist_info / n for n in ("INSTALLER", "REQUESTED", "direct_url.json")]
+            out += [
+                _join(root, dist_info, n) for n in ("INSTALLER", "REQUESTED", "direct_url.json")
+            ]
     return out, size
 
 
-def _destination(scheme: _Scheme, root: Path, member: str, dist_info: str) -> Path:
+def _destination(dirs: Mapping[str, str], root: str, member: str, dist_info: str) -> str:
     first, _, rest = member.partition("/")
     if first.endswith(".data") and rest:
         kind, _, inner = rest.partition("/")
         if kind == "scripts":
-            return scheme.scripts / Path(inner).name
+            name = ([p for p in inner.split("/") if p and p != "."] or [""])[-1]
+            return _join(dirs["scripts"], name)  # Path(inner).name
         if kind == "headers":
-            project = dist_info.split("-")[0]
-            return scheme.headers / project / inner
-        base = {"purelib": scheme.purelib, "platlib": scheme.platlib, "data": scheme.data}.get(
-            kind, root
-        )
-        return base / inner
-    return root / member
+            return _join(dirs["headers"], dist_info.split("-")[0], inner)
+        return _join(dirs[kind] if kind in ("purelib", "platlib", "data") else root, inner)
+    return _join(root, member)
+
+
+def _join(base: str, *relative: str) -> str:
+    """``str(Path(base, *relative))`` for an absolute ``base`` without a Path per file (a plan has
+    thousands): empty and ``.`` components dropped and an absolute part starting over, as in
+    pathlib (the wheel gate has refused such members already)."""
+    parts: list[str] = []
+    for rel in relative:
+        if rel.startswith("/"):
+            base, parts = "/", []
+        parts += [p for p in rel.split("/") if p and p != "."]
+    if not parts:
+        return base
+    return (base if base.endswith("/") else base + "/") + "/".join(parts)
 
 
 def _script_names(entry_points: bytes) -> list[str]:
@@ -217,9 +237,11 @@ def _installed_files(dist_info: Path) -> list[Path] | None:
 
 @dataclass(slots=True)
 class _Plan:
+    """What pip may write and remove, as absolute path strings (thousands of them)."""
+
     scheme: _Scheme
-    written: list[Path] = field(default_factory=list)
-    removed: list[Path] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
     bytes_needed: int = 0
 
 
@@ -249,24 +271,23 @@ def _plan(settings: Settings, target: Target, files: Sequence[VerifiedFile]) -> 
                 "without a record of its files (by distutils or by hand)",
                 hint=f"remove {dist_info} and the files it installed, or pass --ignore-installed",
             )
-        plan.removed += removed
+        plan.removed += map(str, removed)
     return plan
 
 
 def _preflight(plan: _Plan) -> None:
     """Refuse now what pip would fail on part-way: unwritable places, too little space."""
     blocked: list[str] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
+    nearest: dict[str, str] = {}  # directory -> itself or its nearest existing ancestor
     # Files share directories: each distinct directory is looked at once.
-    for directory in dict.fromkeys(path.parent for path in [*plan.written, *plan.removed]):
-        parent = directory
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
+    for directory in dict.fromkeys(map(_parent, [*plan.written, *plan.removed])):
+        parent = _existing_ancestor(directory, nearest)
         if parent in seen:
             continue
         seen.add(parent)
         if not os.access(parent, os.W_OK | os.X_OK):
-            blocked.append(str(parent))
+            blocked.append(parent)
     if blocked:
         raise TargetNotWritable(
             f"pip could not write to {blocked[0]}"
@@ -287,17 +308,46 @@ def _preflight(plan: _Plan) -> None:
         )
 
 
+def _parent(path: str) -> str:
+    """``str(Path(path).parent)`` for an absolute, normalised ``path``."""
+    return path.rpartition("/")[0] or "/"
+
+
+def _existing_ancestor(directory: str, nearest: dict[str, str]) -> str:
+    """``directory`` if it exists, else its nearest existing ancestor (the root at the latest);
+    ``nearest`` remembers every directory looked at, so each is looked at once."""
+    chain: list[str] = []
+    while directory not in nearest:
+        parent = _parent(directory)
+        if parent == directory or os.path.exists(directory):
+            nearest[directory] = directory
+            break
+        chain.append(directory)
+        directory = parent
+    found = nearest[directory]
+    nearest.update(dict.fromkeys(chain, found))
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 # The journal on disk.
 
 
-def _top_entry(anchors: Sequence[Path], path: Path) -> tuple[Path, str] | None:
-    """The anchor ``path`` is under (the deepest) and the entry of that anchor holding it."""
-    for anchor in sorted(anchors, key=lambda p: len(p.parts), reverse=True):
-        parts = path.parts
-        if len(parts) > len(anchor.parts) and parts[: len(anchor.parts)] == anchor.parts:
-            return anchor, parts[len(anchor.parts)]
-    return None
+def _top_entries(anchors: Sequence[Path]) -> Callable[[str], str | None]:
+    """For a path: the entry of the (deepest) anchor holding it, e.g. ``.../site-packages/pkg``
+    for ``.../site-packages/pkg/mod.py``; None outside every anchor."""
+    prefixes = [
+        str(a) if str(a).endswith("/") else str(a) + "/"
+        for a in sorted(anchors, key=lambda p: len(p.parts), reverse=True)
+    ]
+
+    def entry(path: str) -> str | None:
+        for prefix in prefixes:
+            if len(path) > len(prefix) and path.startswith(prefix):
+                return prefix + path[len(prefix) :].partition("/")[0]
+        return None
+
+    return entry
 
 
 def _listing(directory: Path) -> list[str]:
@@ -327,29 +377,26 @@ class _Journal:
         directory it may write into, then write the journal (its presence arms the replay)."""
         scheme = plan.scheme
         anchors = [a for a in scheme.anchors if a.is_dir()]
+        top_entry = _top_entries(anchors)
         touched: dict[str, list[str]] = {}
-        absent: set[Path] = set()  # top entries that do not exist: nothing below them does
+        absent: set[str] = set()  # top entries that do not exist: nothing below them does
         for path in dict.fromkeys(plan.written):
-            top = _top_entry(anchors, path)
-            if top is None:
+            entry = top_entry(path)
+            if entry is None or entry in touched or entry in absent:
                 continue
-            entry = top[0] / top[1]
-            if str(entry) in touched or entry in absent:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                touched[str(entry)] = _listing(entry)
-            elif not (entry.exists() or entry.is_symlink()):
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                touched[entry] = _listing(Path(entry))
+            elif not os.path.lexists(entry):
                 absent.add(entry)
         backups: list[tuple[str, str]] = []
         for number, path in enumerate(dict.fromkeys([*plan.written, *plan.removed])):
-            top = _top_entry(anchors, path)
-            if top is not None and top[0] / top[1] in absent:
+            if top_entry(path) in absent:
                 continue
-            if not (path.is_file() or path.is_symlink()):
+            if not (os.path.isfile(path) or os.path.islink(path)):
                 continue
             kept = self.backups / str(number)
-            _keep(path, kept)
-            backups.append((str(path), kept.name))
+            _keep(Path(path), kept)
+            backups.append((path, kept.name))
         journal = {
             "version": 1,
             "pid": os.getpid(),

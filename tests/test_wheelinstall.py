@@ -327,3 +327,22 @@ result = [
 ]
 """
     assert _in_installer(target_venv, tmp_path, case) == [False, True, True]
+
+
+def test_a_conflict_with_what_is_installed_is_warned_about_as_pip_does(
+    index: Index, server: IndexServer, target_venv: Path
+) -> None:
+    index.wheel("old", "1.0", requires=["dep<2"])
+    index.wheel("dep", "1.0")
+    index.wheel("dep", "2.0")
+    py = str(target_venv / "bin/python")
+    first = run_safepip("install", "--no-deps", "--python", py, "-i", server.simple_url, "old")
+    assert first.returncode == 0, first.stderr
+    second = run_safepip("install", "-v", "--python", py, "-i", server.simple_url, "dep==2.0")
+    assert second.returncode == 0, second.stderr
+    assert DIRECT in second.stdout + second.stderr
+    assert (
+        "ERROR: pip's dependency resolver does not currently take into account all the packages "
+        "that are installed. This behaviour is the source of the following dependency conflicts."
+        "\nold 1.0 requires dep<2, but you have dep 2.0 which is incompatible."
+    ) in second.stderr

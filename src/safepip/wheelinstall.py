@@ -67,6 +67,10 @@ from base64 import urlsafe_b64encode
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import _bootstrap_external
 from pip._internal.locations import get_scheme
+from pip._internal.metadata import FilesystemWheel, get_wheel_distribution
+from pip._internal.operations.check import (
+    PackageDetails, _create_whitelist, check_package_set, create_package_set_from_installed
+)
 from pip._internal.operations.install.wheel import install_wheel, wheel_root_is_purelib
 from pip._internal.utils.wheel import parse_wheel
 del sys.path[0]
@@ -219,25 +223,44 @@ def install_one(item, ahead):
     return len(pycs), failed
 
 
-def warn_about_conflicts(names):
-    from pip._internal.operations.check import (
-        _create_whitelist, check_package_set, create_package_set_from_installed
-    )
-    package_set, _ = create_package_set_from_installed()
-    whitelist = _create_whitelist(set(names), package_set)
-    missing, conflicting = check_package_set(
+def installed_now():
+    try:
+        return create_package_set_from_installed()[0]
+    except Exception:  # read again once installed, as before
+        return None
+
+
+def conflicts_once_installed(before, items):
+    # What pip's check will find once the new wheels are in, worked out as pip's install command
+    # works it out before installing: the environment as it is, with each new wheel's own
+    # metadata added (safepip sends here only names that are not installed).
+    if before is None:
+        package_set = create_package_set_from_installed()[0]
+    else:
+        package_set = dict(before)
+    names = set()
+    for item in items:
+        dist = get_wheel_distribution(FilesystemWheel(item["path"]), item["canonical"])
+        deps = list(dist.iter_dependencies())
+        package_set[dist.canonical_name] = PackageDetails(dist.version, deps)
+        names.add(dist.canonical_name)
+    whitelist = _create_whitelist(names, package_set)
+    return package_set, check_package_set(
         package_set, should_ignore=lambda name: name not in whitelist
     )
+
+
+def warn_about_conflicts(details):
+    _, (missing, conflicting) = details
     if missing or conflicting:
         from pip._internal.commands.install import InstallCommand
-        InstallCommand._warn_about_conflicts(
-            None, (package_set, (missing, conflicting)), "resolvelib"
-        )
+        InstallCommand._warn_about_conflicts(None, details, "resolvelib")
 
 
 class Standby:
     def __init__(self, pool):
         self.pool = pool
+        self.before = installed_now()  # while safepip still works: not at the end
         self.plans = {}  # wheel path -> (modules, destinations)
         self.ahead = {}  # wheel path -> futures of its modules compiled ahead
 
@@ -292,9 +315,10 @@ class Standby:
         ]
         counts = {}
         if self.pool is None:
+            conflicts = self.conflicts(spec, items)
             for item in items:
                 counts[item["path"]] = install_one(item, {})
-            return counts
+            return counts, conflicts
         for futures in self.ahead.values():  # what has not started is compiled while installing
             for future in futures:
                 future.cancel()
@@ -310,9 +334,13 @@ class Standby:
             if serial:
                 counts[item["path"]] = next(iter(running)).result()
                 running.clear()
+        conflicts = self.conflicts(spec, items)  # while the workers install
         for future in as_completed(running):
             counts[running[future]["path"]] = future.result()  # a failure stops here: rollback
-        return counts
+        return counts, conflicts
+
+    def conflicts(self, spec, items):
+        return conflicts_once_installed(self.before, items) if spec["warn_conflicts"] else None
 
 
 def read_messages(sock):
@@ -347,14 +375,14 @@ def serve(standby, sock):
 
 def install(standby, spec, result_path):
     try:
-        counts = standby.install(spec)
+        counts, conflicts = standby.install(spec)
     except BaseException as exc:  # pip's refusal or anything else: one line, then the rollback
         if standby.pool is not None:
             standby.pool.shutdown(wait=True, cancel_futures=True)  # nothing written after this
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
-    if spec["warn_conflicts"]:
-        warn_about_conflicts([item["canonical"] for item in spec["wheels"]])
+    if conflicts is not None:
+        warn_about_conflicts(conflicts)
     result = {
         "installed": [[w["name"], w["version"]] for w in spec["wheels"]],
         "compiled": sum(c for c, _ in counts.values()),

@@ -55,8 +55,11 @@ class Resemblance:
     how: str
 
 
+_SEPARATORS = str.maketrans("", "", "-_.")
+
+
 def _collapse(name: str) -> str:
-    return re.sub(r"[-_.]+", "", name)
+    return name.translate(_SEPARATORS)  # every - _ . dropped
 
 
 def _skeleton(name: str) -> str:
@@ -148,14 +151,21 @@ class PopularNames:
         self.rank: dict[NormalizedName, int] = {}
         for name in names:
             self.rank.setdefault(canonicalize_name(name), len(self.rank) + 1)
+        # The indexes are built when first needed: most names asked about are popular
+        # themselves and need none. The delete index is built one collapsed length at a time: a
+        # name of length L can only share a delete variant with a popular name of length
+        # L-2 .. L+2.
         self._by_collapsed: dict[str, NormalizedName] = {}
         self._by_skeleton: dict[str, NormalizedName] = {}
-        # The delete index is built lazily, one collapsed length at a time: most names asked
-        # about are popular themselves and never need it, and a name of length L can only
-        # share a delete variant with a popular name of length L-2 .. L+2.
         self._by_length: dict[int, list[tuple[str, NormalizedName]]] = {}
+        self._indexed = False
         self._indexed_lengths: set[int] = set()
         self._by_delete: dict[str, list[NormalizedName]] = {}
+
+    def _index(self) -> None:
+        if self._indexed:
+            return
+        self._indexed = True
         for name in self.rank:
             collapsed = _collapse(name)
             self._by_collapsed.setdefault(collapsed, name)
@@ -191,6 +201,7 @@ class PopularNames:
         return Resemblance(name=name, popular=popular, rank=self.rank[popular], how=how)
 
     def _matches(self, name: NormalizedName) -> Iterable[Resemblance]:
+        self._index()
         collapsed = _collapse(name)
         if collapsed in self._by_collapsed:
             yield self._make(name, self._by_collapsed[collapsed], "the same name with - _ . moved")

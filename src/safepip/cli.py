@@ -91,12 +91,14 @@ def _passthrough(command: str, args: Sequence[str]) -> int:
 
 
 def _run_pipeline(command: str, args: Sequence[str]) -> int:
+    from safepip.target import probe_ahead
+
+    # The target's probe runs while safepip's modules load and pip's options are parsed.
+    ahead = probe_ahead(args, os.environ)
     from safepip.config import parse_pipeline_args
     from safepip.pipeline import run
     from safepip.report import TerminalReporter
-    from safepip.target import probe_ahead
 
-    ahead = probe_ahead(args, os.environ)  # runs while pip's options are parsed
     settings = parse_pipeline_args(command, args)
     stream = sys.stderr if settings.report == "-" else sys.stdout
     from safepip.journal import terminations_interrupt

@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
+from packaging.tags import Tag
 from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 from safepip.models import FileLink
+from safepip.resolve import Provider, RefuseBuilds, ResolveOptions, SpecRequirement
 from safepip.speculate import Speculator, parse_requirement
 from tests.conftest import run_safepip
 from tests.kit import Index, IndexServer, metadata_text
@@ -135,3 +138,83 @@ def test_backtracking_fetches_each_candidate_metadata_once(
     tops = [p for p in metadata if "/top-" in p]
     assert len(tops) == 40 and len(set(tops)) == 40
     assert not [p for _, p, _ in server.requests if p.endswith(".whl")]
+
+
+class _Links:
+    def __init__(self, links: list[FileLink]) -> None:
+        self.links = links
+
+    def links_for(self, name: object) -> list[FileLink]:
+        return self.links
+
+    def prefetch(self, names: object) -> None:
+        pass
+
+
+class _Ahead:
+    """Records what the resolver hands to the speculation to fetch ahead."""
+
+    def __init__(self) -> None:
+        self.handed: list[str] = []
+
+    def ahead(self, links: list[FileLink]) -> None:
+        self.handed.extend(link.filename for link in links)
+
+
+def test_backtracking_look_ahead_is_bounded() -> None:
+    """A project of 300 releases the resolver walks down 100 of: the look-ahead hands over each
+    candidate once, in order, never more than 48 past the one the resolver is at (it used to
+    reach twice as far as the resolver had come: every release of a large project)."""
+    links = [_link(f"top-1.{minor}-py3-none-any.whl") for minor in range(300)]
+    options = ResolveOptions(
+        tags=(Tag("py3", "none", "any"),),
+        markers={},
+        python_version=Version("3.11"),
+        installed={},
+    )
+    provider = Provider(_Links(links), _NoMetadata(), RefuseBuilds(), options, {}, frozenset())
+    recorder = _Ahead()
+    provider.speculator = recorder  # type: ignore[assignment]
+    top = canonicalize_name("top")
+    requirement = SpecRequirement(top, frozenset(), SpecifierSet(), None, "top")
+    matches = list(provider.find_matches("top", {"top": iter([requirement])}, {"top": iter([])}))
+    assert [str(c.version) for c in matches[:2]] == ["1.299", "1.298"]
+    for at, candidate in enumerate(matches[:101]):
+        provider._look_ahead(candidate)
+        assert len(recorder.handed) <= at + 48
+    # Once each, in the order the resolver tries them, from the one after the second (the
+    # resolver asks for the first two itself).
+    expected = [c.link.filename for c in matches[2 : len(recorder.handed) + 2] if c.link]
+    assert recorder.handed == expected
+    assert 100 + 8 <= len(recorder.handed) <= 100 + 48
+
+
+class _NoMetadata:
+    def metadata(self, link: FileLink) -> bytes:
+        raise AssertionError("not asked")
+
+
+def test_speculation_keeps_to_the_users_own_range(
+    index: Index, server: IndexServer, target_venv: Path
+) -> None:
+    """The user pins ``lib==1.0``; ``app`` asks for ``lib>=1``: the version the resolver would
+    pick for that range alone (3.0) can never be chosen, and its metadata is not fetched."""
+    index.pep658 = True
+    for version in ("1.0", "2.0", "3.0"):
+        index.wheel("lib", version)
+    index.wheel("app", "1.0", requires=["lib>=1"])
+    r = run_safepip(
+        "--python",
+        str(target_venv / "bin/python"),
+        "install",
+        "--dry-run",
+        "-i",
+        server.simple_url,
+        "lib==1.0",
+        "app",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Would install app-1.0 lib-1.0" in r.stdout
+    metadata = [p for _, p, _ in server.requests if p.endswith(".whl.metadata")]
+    assert any("/lib-1.0-" in p for p in metadata)
+    assert not [p for p in metadata if "/lib-3.0-" in p or "/lib-2.0-" in p]

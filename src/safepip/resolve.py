@@ -274,6 +274,9 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         self._interned: dict[tuple[object, ...], Candidate] = {}
         self._matches: dict[NormalizedName, list[Candidate]] = {}
         self._ahead_until: dict[NormalizedName, tuple[list[Candidate], int]] = {}
+        # What the user's own requirements ask of a project: every version chosen meets it, so
+        # the speculation need not look at others (a dependency's wider range included).
+        self.user_specifiers: dict[NormalizedName, SpecifierSet] = {}
         # Metadata parsed once, by the speculation thread that fetched it or by the resolver.
         self._parsed: dict[bytes, CoreMetadata] = {}
         self._python_ok: dict[str, bool] = {}
@@ -396,11 +399,12 @@ class Provider(AbstractProvider):  # type: ignore[misc]
 
     # speculation (warms the metadata cache only)
 
-    def _look_ahead(self, candidate: Candidate, window: int = 8) -> None:
+    def _look_ahead(self, candidate: Candidate, window: int = 8, limit: int = 48) -> None:
         """When the resolver moves past the first candidate of a project it is backtracking:
         fetch the metadata of the next ones in parallel, in the order it will try them, the
-        further ahead the longer it has been going (at least ``window``, at most twice as many
-        as it has passed over)."""
+        further ahead the longer it has been going (at least ``window``, twice as many as it
+        has passed over, at most ``limit``: enough to keep every fetching thread busy, not so
+        many that the fetches of candidates it never reaches take the CPU it needs)."""
         matches = self._matches.get(candidate.name, [])
         if self.speculator is None or not matches or matches[0] is candidate:
             return
@@ -408,7 +412,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             at = matches.index(candidate)
         except ValueError:
             return
-        end = at + 1 + max(window, 2 * at)
+        end = at + 1 + min(max(window, 2 * at), limit)
         # Each candidate is handed over once: only those past the last look-ahead's end.
         seen_list, done = self._ahead_until.get(candidate.name, (None, 0))
         start = max(at + 1, done) if seen_list is matches else at + 1
@@ -427,7 +431,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             and specifier.contains(installed.version, prereleases=True)
         ):
             return None
-        combined = specifier
+        combined = specifier & self.user_specifiers.get(name, SpecifierSet())
         for c in self.constraints.get(name, []):
             combined &= c.requirement.specifier
         versions = self._versions(name)
@@ -767,6 +771,9 @@ def resolve(
             link=source.link,
             _meta=parse_metadata(source.metadata, source.link.filename),
         )
+    for user_req in user_reqs:
+        known = provider.user_specifiers.get(user_req.name, SpecifierSet())
+        provider.user_specifiers[user_req.name] = known & user_req.specifier
     resolver: Resolver[Any, Any, str] = Resolver(provider, _Reporter())
     if provider.speculator is not None:
         provider.speculator.skip(direct_names)

@@ -93,6 +93,43 @@ def test_the_version_policy_records_is_the_parsed_one(filename: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "filename",
+    [
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0-1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "demo-1.0-x1-py3-none-any.whl",
+        "Demo_Pkg-1.0.post1.dev2-py2.py3-none-any.whl",
+        "demo-not.a.version-py3-none-any.whl",
+        "de__mo-1.0-py3-none-any.whl",
+        "de-mo-1.0-py3-none-any.whl",
+        "demo-py3-none-any.whl",
+        "demo-1.0-1-2-py3-none-any.whl",
+        "demo-1.0-py3.-none-any.whl",
+        "demo-1.0-3py-none-any.whl",
+        "demo-1.0-py3--any.whl",
+        "demo-1.0-py3-none-.whl",
+        "demo-1.0-PY3-NONE-ANY.whl",
+        "demo-1.0-py3-none-any.WHL",
+        "-1.0-py3-none-any.whl",
+        "demo-1.0-py3-none-any.zip",
+    ],
+)
+def test_wheel_names_parsed_in_parts_as_in_one(filename: str) -> None:
+    """The resolver parses a wheel's name and version once per release and its tags once per
+    tag text: the same answers, and an error exactly where ``parse_wheel_filename`` raises."""
+    from safepip.resolve import _wheel_name_version_tags
+
+    try:
+        name, version, _build, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        with pytest.raises(InvalidWheelFilename):
+            _wheel_name_version_tags(filename)
+        return
+    assert _wheel_name_version_tags(filename) == (name, version, tags)
+    assert _wheel_name_version_tags(filename) == (name, version, tags)  # and from the caches
+
+
+@pytest.mark.parametrize(
     "spec",
     ["==1.31", "==1.31.0", "==1.31.0,>=1.40", ">=1.0,==1.31.0", "==1.31.0+local", "==2.0a1",
      "==2.0a1,!=2.0a1", "==1.*", "===1.31.0", "==9.9", ">=1.31", "==1.31.0.0"],

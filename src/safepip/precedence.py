@@ -49,6 +49,7 @@ class IndexLinks:
         self._decided: dict[NormalizedName, Decision] = {}
         self._skipped: set[str] = set()
         self._lock = threading.Lock()
+        self._deciding: dict[NormalizedName, threading.Lock] = {}
         known = {s.url for s in client.sources} | {s.name for s in client.sources if s.name}
         unknown = sorted(self.proceed_without - known)
         if unknown:
@@ -85,17 +86,22 @@ class IndexLinks:
         return decision.links
 
     def _decision(self, name: NormalizedName) -> Decision:
-        """Decided once per project (the resolver's look-ahead threads may ask at once)."""
+        """Decided once per project: the resolver's look-ahead threads may ask at once, and
+        wait for the one deciding."""
         with self._lock:
             known = self._decided.get(name)
+            deciding = self._deciding.setdefault(name, threading.Lock())
         if known is not None:
             return known
-        decision = decide(name, self._pages(name), self.policy)
-        with self._lock:
-            if name in self._decided:
-                return self._decided[name]
-            self._decided[name] = decision
-            self.decisions[name] = _decision_json(decision)
+        with deciding:
+            with self._lock:
+                known = self._decided.get(name)
+            if known is not None:
+                return known
+            decision = decide(name, self._pages(name), self.policy)
+            with self._lock:
+                self._decided[name] = decision
+                self.decisions[name] = _decision_json(decision)
         if isinstance(decision, Allowed):
             self.reporter.detail(
                 f"{name}: from {', '.join(decision.indexes) or 'no index'} "

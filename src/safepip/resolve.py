@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import email.parser
 import functools
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.tags import Tag
+from packaging.tags import Tag, parse_tag
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -101,6 +102,35 @@ def parse_metadata(raw: bytes, where: str) -> CoreMetadata:
 @functools.lru_cache(maxsize=1024)
 def _specifier_set(text: str) -> SpecifierSet:
     return SpecifierSet(text)
+
+
+def _wheel_name_version_tags(filename: str) -> tuple[NormalizedName, Version, frozenset[Tag]]:
+    """``parse_wheel_filename(filename)`` without the build number, from two parses shared by
+    every file that has the same part: the name, version and build (one per release) and the
+    tags (a few dozen on a page of thousands of files). Raises as it does."""
+    if not filename.endswith(".whl") or filename.count("-") not in (4, 5):
+        raise InvalidWheelFilename(f"Invalid wheel filename: {filename!r}")
+    stem, interpreters, abis, platforms = filename[:-4].rsplit("-", 3)
+    name, version = _wheel_stem(stem)
+    return name, version, _wheel_tags(f"{interpreters}-{abis}-{platforms}")
+
+
+@functools.lru_cache(maxsize=8192)
+def _wheel_stem(stem: str) -> tuple[NormalizedName, Version]:
+    """Name and version of the wheels named ``stem-TAGS.whl``: the tags have no part in them,
+    and any tags that parse give the same answer and the same errors for the rest."""
+    name, version, _build, _tags = parse_wheel_filename(stem + "-py3-none-any.whl")
+    return name, version
+
+
+@functools.lru_cache(maxsize=1024)
+def _wheel_tags(tag_text: str) -> frozenset[Tag]:
+    """The tags of a wheel's ``INTERPRETER-ABI-PLATFORM`` part, as ``parse_wheel_filename``
+    parses them (an invalid part makes the whole name invalid)."""
+    try:
+        return parse_tag(tag_text)
+    except ValueError:  # packaging's InvalidTag (26.3 on), which it turns into this
+        raise InvalidWheelFilename(f"Invalid wheel filename (invalid tag): {tag_text!r}") from None
 
 
 def _header_block(raw: bytes) -> bytes:
@@ -269,6 +299,10 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         self._ranks: dict[str, tuple[int, int]] = {}
         self._by_public: dict[NormalizedName, dict[Version, list[Version]]] = {}
         self._by_version: dict[NormalizedName, dict[Version, list[FileLink]]] = {}
+        # One thread works out a project's table; the others (the speculation's, the
+        # resolver's) wait for it instead of doing the same work beside it.
+        self._version_locks: dict[NormalizedName, threading.Lock] = {}
+        self._version_locks_lock = threading.Lock()
         # Candidates are interned so that resolvelib's incompatibilities (compared by identity)
         # keep meaning the same candidate across calls.
         self._interned: dict[tuple[object, ...], Candidate] = {}
@@ -540,20 +574,26 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         cached = self._by_version.get(name)
         if cached is not None:
             return cached
-        by_version: dict[Version, list[FileLink]] = {}
-        for link in self.links.links_for(name):
-            version = self._usable_version(name, link)
-            if version is not None:
-                by_version.setdefault(version, []).append(link)
-        # setdefault: the speculation threads may compute the same table at the same time.
-        return self._by_version.setdefault(name, by_version)
+        with self._version_locks_lock:
+            lock = self._version_locks.setdefault(name, threading.Lock())
+        with lock:
+            cached = self._by_version.get(name)
+            if cached is not None:
+                return cached
+            by_version: dict[Version, list[FileLink]] = {}
+            for link in self.links.links_for(name):
+                version = self._usable_version(name, link)
+                if version is not None:
+                    by_version.setdefault(version, []).append(link)
+            self._by_version[name] = by_version
+            return by_version
 
     def _usable_version(self, name: NormalizedName, link: FileLink) -> Version | None:
         if link.is_wheel and not self._may_fit(link.filename):
             return None  # most of a large project's wheels are for other platforms
         try:
             if link.is_wheel:
-                wname, version, _build, tags = parse_wheel_filename(link.filename)
+                wname, version, tags = _wheel_name_version_tags(link.filename)
                 if wname != name or not self.options.allows_binary(name):
                     return None
                 if not any(t in self._tag_rank for t in tags):
@@ -612,7 +652,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         found = self._ranks.get(link.filename)
         if found is None:
             if link.is_wheel:
-                tags = parse_wheel_filename(link.filename)[3]
+                tags = _wheel_name_version_tags(link.filename)[2]
                 found = (0, min(self._tag_rank.get(t, 1 << 30) for t in tags))
             else:
                 found = (1, 0)

@@ -9,6 +9,7 @@ from packaging.utils import canonicalize_name
 
 from safepip.errors import InvalidIndexPage
 from safepip.index import join_url, parse_json_page
+from safepip.models import Hashes
 
 BASE = "https://idx.example/simple/demo/"
 
@@ -45,7 +46,10 @@ def test_join_url_is_urljoin(url: str) -> None:
     )
 
 
-@pytest.mark.parametrize("digest", ["g" * 64, "a" * 63 + " ", "0x" + "a" * 62, "A" * 63 + "\n"])
+@pytest.mark.parametrize(
+    "digest",
+    ["g" * 64, "a" * 63 + " ", "0x" + "a" * 62, "A" * 63 + "\n", "a" * 64 + "\n", "a" * 65],
+)
 def test_malformed_hashes_are_still_refused(digest: str) -> None:
     body = (
         '{"meta": {"api-version": "1.0"}, "name": "demo", "files": [{"filename": '
@@ -54,3 +58,23 @@ def test_malformed_hashes_are_still_refused(digest: str) -> None:
     ).encode()
     with pytest.raises(InvalidIndexPage, match="malformed sha256"):
         parse_json_page(body, BASE, canonicalize_name("demo"), "https://idx.example/simple/")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"sha256": "ab" * 32},
+        {"sha256": "AB" * 32},
+        {"SHA256": "ab" * 32},
+        {"sha256": "ab" * 32, "md5": "CD" * 16},
+        {"blake2b": "ab" * 64},
+        {},
+    ],
+)
+def test_page_hashes_are_those_of_the_mapping(raw: dict[str, str]) -> None:
+    """A file's digests, by the common path (one lower-case sha256) or the general one: known
+    algorithms only, lower-cased, as ``Hashes.from_mapping`` keeps them."""
+    from safepip.index import _clean_hashes
+
+    known = {a: d for a, d in raw.items() if a.lower() in ("sha256", "md5")}
+    assert _clean_hashes(raw, "page", "demo-1.0.tar.gz") == Hashes.from_mapping(known)

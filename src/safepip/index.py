@@ -86,7 +86,19 @@ def project_of_filename(filename: str) -> NormalizedName | None:
     return None
 
 
-def _clean_hashes(raw: dict[Any, Any], where: str) -> Hashes:
+_SHA256_LOWER = re.compile(r"[0-9a-f]{64}")
+
+
+def _clean_hashes(raw: dict[Any, Any], where: str, filename: str | None = None) -> Hashes:
+    """The digests of ``raw`` an index gives for a file (named ``filename`` in errors), the
+    algorithms we know only, each checked to be hex of the right length."""
+    if len(raw) == 1:
+        # What nearly every file on a page carries: one lower-case sha256, kept as it is.
+        digest = raw.get("sha256")
+        if isinstance(digest, str) and _SHA256_LOWER.fullmatch(digest) is not None:
+            return Hashes((("sha256", digest),))
+    if filename is not None:
+        where = f"{where} ({filename})"
     out: dict[str, str] = {}
     for algo, digest in raw.items():
         if not isinstance(algo, str) or not isinstance(digest, str):
@@ -169,7 +181,7 @@ def parse_json_page(
                 filename=filename,
                 url=join_url(page_url, url),
                 index_url=index_url,
-                hashes=_clean_hashes(hashes_raw, f"{where} ({filename})"),
+                hashes=_clean_hashes(hashes_raw, where, filename),
                 requires_python=rp if isinstance(rp, str) and rp.strip() else None,
                 yanked=bool(yanked),
                 yank_reason=yanked if isinstance(yanked, str) and yanked else None,

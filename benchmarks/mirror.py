@@ -23,6 +23,14 @@ __all__ = ["Mirror", "MirrorFile", "load_files"]
 _JSON = "application/vnd.pypi.simple.v1+json"
 
 
+class _BackloggedServer(ThreadingHTTPServer):
+    """socketserver listens with a backlog of 5: a burst of parallel connections (safepip's and
+    uv's) overflows it, and the kernel drops SYNs that are retried a second later, which no real
+    index does."""
+
+    request_queue_size = 1024
+
+
 @dataclass(frozen=True)
 class MirrorFile:
     path: Path
@@ -111,7 +119,7 @@ class Mirror:
             def do_HEAD(self) -> None:
                 mirror._handle(self, head=True)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _BackloggedServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

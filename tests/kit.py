@@ -289,7 +289,10 @@ class Index:
 
 
 class _QuietHTTPServer(ThreadingHTTPServer):
-    """A client hanging up early (as safepip does on a fault) is not worth a traceback."""
+    """A client hanging up early (as safepip does on a fault) is not worth a traceback. The
+    backlog is a real server's, not socketserver's 5: parallel connections are not dropped."""
+
+    request_queue_size = 1024
 
     def handle_error(self, request: object, client_address: object) -> None:
         if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError)):

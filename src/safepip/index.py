@@ -164,33 +164,43 @@ def parse_json_page(
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise InvalidIndexPage(f"{where} is not a PEP 691 project page (no 'files' list)")
     links = []
+    sha256_only = _SHA256_LOWER.fullmatch
     for entry in data["files"]:
         if not isinstance(entry, dict):
             raise InvalidIndexPage(f"{where} lists a file that is not an object")
-        filename, url = entry.get("filename"), entry.get("url")
+        get = entry.get
+        filename, url = get("filename"), get("url")
         if not isinstance(filename, str) or not isinstance(url, str):
             raise InvalidIndexPage(f"{where} lists a file without filename or url")
-        hashes_raw = entry.get("hashes", {})
+        hashes_raw = get("hashes", {})
         if not isinstance(hashes_raw, dict):
             raise InvalidIndexPage(f"{where}: hashes of {filename} is not an object")
-        yanked = entry.get("yanked", False)
-        size = entry.get("size")
-        rp = entry.get("requires-python")
+        digest = hashes_raw.get("sha256") if len(hashes_raw) == 1 else None
+        if isinstance(digest, str) and sha256_only(digest) is not None:
+            hashes = Hashes((("sha256", digest),))  # what nearly every file carries
+        else:
+            hashes = _clean_hashes(hashes_raw, where, filename)
+        yanked = get("yanked", False)
+        size = get("size")
+        rp = get("requires-python")
+        uploaded = get("upload-time")
+        metadata = get("core-metadata", get("dist-info-metadata"))
+        provenance = get("provenance")
         links.append(
             FileLink(
                 filename=filename,
                 url=join_url(page_url, url),
                 index_url=index_url,
-                hashes=_clean_hashes(hashes_raw, where, filename),
+                hashes=hashes,
                 requires_python=rp if isinstance(rp, str) and rp.strip() else None,
                 yanked=bool(yanked),
                 yank_reason=yanked if isinstance(yanked, str) and yanked else None,
                 size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-                upload_time=_parse_time(entry.get("upload-time")),
-                metadata_hashes=_metadata_field(
-                    entry.get("core-metadata", entry.get("dist-info-metadata")), where
-                ),
-                provenance_url=_provenance_url(entry.get("provenance"), page_url),
+                upload_time=None if uploaded is None else _parse_time(uploaded),
+                metadata_hashes=None if metadata is None else _metadata_field(metadata, where),
+                provenance_url=None
+                if provenance is None
+                else _provenance_url(provenance, page_url),
             )
         )
     status = data.get("project-status")

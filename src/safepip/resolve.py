@@ -296,6 +296,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         self.python = Candidate(name=canonicalize_name("python"), version=options.python_version)
         self._tag_rank = {tag: i for i, tag in enumerate(options.tags)}
         self._tag_texts = frozenset(str(tag) for tag in options.tags)
+        self._fits: dict[str, bool] = {}
         self._ranks: dict[str, tuple[int, int]] = {}
         self._by_public: dict[NormalizedName, dict[Version, list[Version]]] = {}
         self._by_version: dict[NormalizedName, dict[Version, list[FileLink]]] = {}
@@ -620,17 +621,23 @@ class Provider(AbstractProvider):  # type: ignore[misc]
     def _may_fit(self, filename: str) -> bool:
         """Whether a wheel's file name carries a tag the target supports, read from its last
         three fields as ``parse_wheel_filename`` reads them, without parsing the rest (a name
-        that is no valid wheel name fits nothing either way)."""
-        parts = filename[:-4].lower().split("-")
-        if len(parts) not in (5, 6):
+        that is no valid wheel name fits nothing either way); worked out once per tag text."""
+        text = filename[:-4]
+        if text.count("-") not in (4, 5):
             return False
-        interpreters, abis, platforms = parts[-3:]
-        return any(
-            f"{i}-{a}-{p}" in self._tag_texts
-            for i in interpreters.split(".")
-            for a in abis.split(".")
-            for p in platforms.split(".")
-        )
+        _stem, *tag_fields = text.rsplit("-", 3)
+        key = "-".join(tag_fields)  # the fields hold no dash: one text per combination
+        fits = self._fits.get(key)
+        if fits is None:
+            interpreters, abis, platforms = key.lower().split("-")
+            fits = any(
+                f"{i}-{a}-{p}" in self._tag_texts
+                for i in interpreters.split(".")
+                for a in abis.split(".")
+                for p in platforms.split(".")
+            )
+            self._fits[key] = fits
+        return fits
 
     def _supports_python(self, requires_python: str) -> bool:
         """Whether the target's Python meets ``requires_python`` (an invalid one is ignored)."""

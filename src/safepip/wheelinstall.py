@@ -162,7 +162,9 @@ def compile_ahead(path, members):
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore")
                     code = loader.source_to_code(data, dest)
-                source_hash = importlib.util.source_hash(data)
+                # The hash-based .pyc (SOURCE_DATE_EPOCH) needs the source's own hash.
+                timestamped = MODE == py_compile.PycInvalidationMode.TIMESTAMP
+                source_hash = b"" if timestamped else importlib.util.source_hash(data)
                 out[dest] = (record_digest(data), source_hash, marshal.dumps(code))
             except Exception:  # compiled after installing, where compileall reports it
                 continue

@@ -148,7 +148,11 @@ def _bin(name: str) -> str:
 
 
 def run_timed(argv: Sequence[str], env: dict[str, str], cwd: Path) -> Sample:
-    """Run ``argv`` to completion; its wall time and peak RSS (largest of it and its children)."""
+    """Run ``argv`` to completion; its wall time and peak RSS (largest of it and its children).
+    The files the set-up and the previous run wrote are flushed first: their write-back is no
+    part of this run's work."""
+    if hasattr(os, "sync"):
+        os.sync()
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=out, stderr=out)

@@ -51,9 +51,10 @@ _CLOSE_GRACE_SECONDS = 5.0
 #               compiled in memory, for the path it will have; nothing is written anywhere;
 #   "I <spec> <result>"  install, with the journal lock's descriptor attached (SCM_RIGHTS);
 #   end of file: exit, having written nothing.
-# Installing, the workers take the wheels largest first, each with install_wheel (pip's own), then
-# write the .pyc of each installed module: from the code compiled ahead when the RECORD hash of the
-# file pip wrote is the hash of the source compiled, else compiled there as compileall does.
+# Installing, the workers take the wheels longest first, each with install_wheel (pip's own), then
+# write the .pyc of each installed module: from the code compiled ahead when the hash the installed
+# RECORD gives that module (pip copies the wheel's row for a file it writes unchanged) is the hash
+# of the very bytes compiled, else compiled there as compileall does.
 _INSTALLER = (
     r"""
 import sys

@@ -554,7 +554,7 @@ def download_all(
     items: Sequence[tuple[FileLink, Hashes]],
     store: FileStore,
     timeout: float,
-    workers: int = 8,
+    workers: int = 16,
     on_done: Callable[[FileLink, Path], None] | None = None,
 ) -> list[tuple[Path, dict[str, str]]]:
     """Download every file in parallel; the first failure cancels the rest and is raised.

@@ -160,3 +160,55 @@ def test_a_project_missing_from_a_venv_is_seen_without_running_it(tmp_path: Path
     system = _fake_venv(tmp_path / "c", system_site=True)
     assert not _surely_missing(system, lines("lib"))
     assert not _surely_missing(tmp_path / "nowhere" / "bin" / "python", lines("lib"))
+
+
+_COMPARE = r"""
+import contextlib, io, json, sys
+ns = {"__name__": "probe_under_test"}
+with contextlib.redirect_stdout(io.StringIO()):
+    exec(compile(sys.argv[1], "probe", "exec"), ns)
+fast = None
+try:
+    fast = ns["read_dists"]()
+except ns["Unusual"]:
+    pass
+print(json.dumps({"fast": fast, "importlib": ns["read_dists_by_importlib"]()}))
+"""
+
+
+def _probe_readers(venv: Path) -> dict[str, object]:
+    import json
+    import subprocess
+
+    from safepip.noop import _PROBE
+
+    out = subprocess.run(
+        [str(venv / "bin/python"), "-E", "-c", _COMPARE, _PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data = json.loads(out.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_the_probe_reads_installed_distributions_as_importlib_metadata_does(
+    index: Index, server: IndexServer, target_venv: Path
+) -> None:
+    index.wheel("lib", "1.0", requires=["dep>=1; python_version >= '3'", "extra-dep; extra == 'x'"])
+    index.wheel("dep", "2.0")
+    py = str(target_venv / "bin/python")
+    assert run_safepip("install", "--python", py, "-i", server.simple_url, "lib").returncode == 0
+    data = _probe_readers(target_venv)
+    assert data["fast"] == data["importlib"]
+    names = {d[0] for d in data["fast"].values()}  # type: ignore[union-attr]
+    assert {"lib", "dep", "pip"} <= names
+    # An egg-info (or anything else unusual) is left to importlib.metadata.
+    site = next((target_venv / "lib").glob("python*/site-packages"))
+    egg = site / "old.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: old\nVersion: 0.1\n")
+    data = _probe_readers(target_venv)
+    assert data["fast"] is None
+    assert "old" in data["importlib"]  # type: ignore[operator]

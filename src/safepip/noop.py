@@ -75,7 +75,7 @@ _NONE: frozenset[str] = frozenset()
 _PROBE = r"""
 import sys
 sys.path[:] = [p for p in sys.path if p not in ("", ".")]
-import json, os, platform, sysconfig, importlib.metadata as md
+import json, os, platform, sysconfig
 def fmt(v):
     s = "%d.%d.%d" % (v.major, v.minor, v.micro)
     if v.releaselevel != "final":
@@ -94,13 +94,79 @@ markers = {
     "python_version": ".".join(platform.python_version_tuple()[:2]),
     "sys_platform": sys.platform,
 }
-dists = {}
-for d in md.distributions():
-    name = d.metadata["Name"]
-    if not name or name.lower() in dists:
-        continue
-    direct = d.read_text("direct_url.json")
-    dists[name.lower()] = [name, d.metadata["Version"] or "", d.requires or [], bool(direct)]
+class Unusual(Exception):
+    pass
+
+
+def headers(path):
+    # METADATA's header block as importlib.metadata reads it, for the plain case only.
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    out = {}
+    for line in text.splitlines():
+        if not line:
+            break
+        if line[0] in " \t" or ":" not in line:
+            raise Unusual(path)
+        key, _, value = line.partition(":")
+        out.setdefault(key.strip().lower(), []).append(value.strip())
+    return out
+
+
+def read_dists():
+    # Every *.dist-info on sys.path, first one of a name wins (as importlib.metadata); anything
+    # else (eggs, zips, a name twice in one directory) is left to importlib.metadata.
+    dists = {}
+    for entry in sys.path:
+        if not os.path.isdir(entry):
+            if os.path.exists(entry):
+                raise Unusual(entry)
+            continue
+        here = set()
+        for item in os.listdir(entry):
+            if item.endswith(".egg-info") or item.endswith(".egg"):
+                raise Unusual(item)
+            if not item.endswith(".dist-info"):
+                continue
+            info = os.path.join(entry, item)
+            meta = os.path.join(info, "METADATA")
+            if not os.path.isfile(meta):
+                continue
+            fields = headers(meta)
+            name = (fields.get("name") or [None])[0]
+            if not name:
+                continue
+            if name.lower() in here:
+                raise Unusual(name)
+            here.add(name.lower())
+            if name.lower() in dists:
+                continue
+            direct = os.path.join(info, "direct_url.json")
+            has_direct = False
+            if os.path.isfile(direct):
+                with open(direct, encoding="utf-8") as f:
+                    has_direct = bool(f.read())
+            version = (fields.get("version") or [""])[0]
+            dists[name.lower()] = [name, version, fields.get("requires-dist", []), has_direct]
+    return dists
+
+
+def read_dists_by_importlib():
+    import importlib.metadata as md
+    dists = {}
+    for d in md.distributions():
+        name = d.metadata["Name"]
+        if not name or name.lower() in dists:
+            continue
+        direct = d.read_text("direct_url.json")
+        dists[name.lower()] = [name, d.metadata["Version"] or "", d.requires or [], bool(direct)]
+    return dists
+
+
+try:
+    dists = read_dists()
+except Exception:
+    dists = read_dists_by_importlib()
 json.dump({
     "prefix": sys.prefix,
     "base_prefix": getattr(sys, "base_prefix", sys.prefix),

@@ -104,6 +104,8 @@ def set_up_logging(level):
     + r"""
 
 MODE = getattr(py_compile, "_get_default_invalidation_mode", lambda: None)()
+# Only a hash-based .pyc (SOURCE_DATE_EPOCH) needs the source's own hash.
+TIMESTAMPED = MODE == py_compile.PycInvalidationMode.TIMESTAMP
 AHEAD = MODE is not None and all(
     hasattr(_bootstrap_external, n) for n in ("_calc_mode", "_write_atomic")
 )
@@ -113,9 +115,8 @@ def record_digest(data):
     return "sha256=" + urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def lib_dir_of(zf, name):
+def lib_dir_of(zf, name, scheme):
     info_dir, metadata = parse_wheel(zf, name)
-    scheme = get_scheme(name, isolated=True)
     lib_dir = scheme.purelib if wheel_root_is_purelib(metadata) else scheme.platlib
     return info_dir, lib_dir
 
@@ -127,7 +128,7 @@ def wheel_plan(path, name):
     scheme = get_scheme(name, isolated=True)
     modules, out = [], set()
     with zipfile.ZipFile(path) as zf:
-        info_dir, lib_dir = lib_dir_of(zf, name)
+        info_dir, lib_dir = lib_dir_of(zf, name, scheme)
         data_dir = info_dir[: -len(".dist-info")] + ".data/"
         for m in zf.namelist():
             if m.startswith(data_dir):
@@ -163,9 +164,7 @@ def compile_ahead(path, members):
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore")
                     code = loader.source_to_code(data, dest)
-                # The hash-based .pyc (SOURCE_DATE_EPOCH) needs the source's own hash.
-                timestamped = MODE == py_compile.PycInvalidationMode.TIMESTAMP
-                source_hash = b"" if timestamped else importlib.util.source_hash(data)
+                source_hash = b"" if TIMESTAMPED else importlib.util.source_hash(data)
                 out[dest] = (record_digest(data), source_hash, marshal.dumps(code))
             except Exception:  # compiled after installing, where compileall reports it
                 continue
@@ -178,7 +177,7 @@ def write_pyc(path, ahead):
     cfile = importlib.util.cache_from_source(path)
     if os.path.islink(cfile) or (os.path.exists(cfile) and not os.path.isfile(cfile)):
         return compile_one(path)
-    if MODE == py_compile.PycInvalidationMode.TIMESTAMP:
+    if TIMESTAMPED:
         st = os.stat(path)
         stamp = (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
         stamp += (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
@@ -212,7 +211,7 @@ def install_one(item, ahead):
     if not item["compile"]:
         return 0, 0
     with zipfile.ZipFile(wheel) as zf:
-        info_dir, lib_dir = lib_dir_of(zf, name)
+        info_dir, lib_dir = lib_dir_of(zf, name, scheme)
     dist_info = os.path.join(lib_dir, info_dir)
     pycs, failed = [], 0
     for path, digest in sources_and_digests(dist_info).items():

@@ -346,3 +346,22 @@ def test_a_conflict_with_what_is_installed_is_warned_about_as_pip_does(
         "that are installed. This behaviour is the source of the following dependency conflicts."
         "\nold 1.0 requires dep<2, but you have dep 2.0 which is incompatible."
     ) in second.stderr
+
+
+def test_a_conflict_check_that_fails_is_logged_and_the_install_goes_on_as_with_pip(
+    tmp_path: Path, target_venv: Path
+) -> None:
+    case = """
+import contextlib, io, logging
+stream = io.StringIO()
+handler = logging.StreamHandler(stream)
+logging.getLogger("pip").addHandler(handler)
+before = installed_now()
+result = [
+    conflicts_once_installed(OSError("unreadable"), []),
+    stream.getvalue().startswith("Error while checking for conflicts."),
+    "OSError: unreadable" in stream.getvalue(),
+    conflicts_once_installed(before, []) is not None,
+]
+"""
+    assert _in_installer(target_venv, tmp_path, case) == [None, True, True, True]

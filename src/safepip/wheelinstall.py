@@ -228,28 +228,35 @@ def install_one(item, ahead):
 def installed_now():
     try:
         return create_package_set_from_installed()[0]
-    except Exception:  # read again once installed, as before
-        return None
+    except Exception as exc:  # reported where pip reports it, when the check is made
+        return exc
 
 
 def conflicts_once_installed(before, items):
     # What pip's check will find once the new wheels are in, worked out as pip's install command
     # works it out before installing: the environment as it is, with each new wheel's own
-    # metadata added (safepip sends here only names that are not installed).
-    if before is None:
-        package_set = create_package_set_from_installed()[0]
-    else:
+    # metadata added (safepip sends here only names that are not installed). As pip, an error
+    # is logged and the install goes on without the warning.
+    try:
+        if isinstance(before, Exception):
+            raise before
         package_set = dict(before)
-    names = set()
-    for item in items:
-        dist = get_wheel_distribution(FilesystemWheel(item["path"]), item["canonical"])
-        deps = list(dist.iter_dependencies())
-        package_set[dist.canonical_name] = PackageDetails(dist.version, deps)
-        names.add(dist.canonical_name)
-    whitelist = _create_whitelist(names, package_set)
-    return package_set, check_package_set(
-        package_set, should_ignore=lambda name: name not in whitelist
-    )
+        names = set()
+        for item in items:
+            dist = get_wheel_distribution(FilesystemWheel(item["path"]), item["canonical"])
+            deps = list(dist.iter_dependencies())
+            package_set[dist.canonical_name] = PackageDetails(dist.version, deps)
+            names.add(dist.canonical_name)
+        whitelist = _create_whitelist(names, package_set)
+        return package_set, check_package_set(
+            package_set, should_ignore=lambda name: name not in whitelist
+        )
+    except Exception:
+        logging.getLogger("pip").exception(
+            "Error while checking for conflicts. Please file an issue on "
+            "pip's issue tracker: https://github.com/pypa/pip/issues/new"
+        )
+        return None
 
 
 def warn_about_conflicts(details):

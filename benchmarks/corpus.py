@@ -20,6 +20,7 @@ __all__ = [
     "Corpus",
     "download_environ",
     "ensure_corpus",
+    "fresh_home_without_pip_config",
 ]
 
 WEB_STACK = ("flask", "requests", "sqlalchemy", "pydantic", "boto3", "celery", "rich", "httpx")
@@ -62,34 +63,28 @@ def isolated_environ(home: Path) -> dict[str, str]:
     no prompts, and 127.0.0.1 never sent through a proxy."""
     keep = ("PATH", "LANG", "LC_ALL", "TMPDIR")
     env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update(
-        {
-            "HOME": str(home),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "PIP_CONFIG_FILE": os.devnull,
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_NO_INPUT": "1",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
-    )
+    env.update(fresh_home_without_pip_config(home))
+    env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
     return env
+
+
+def fresh_home_without_pip_config(home: Path) -> dict[str, str]:
+    """The variables every run here sets: ``home`` as HOME and its caches, no pip.conf, no pip
+    version check, no prompts."""
+    return {
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_INPUT": "1",
+    }
 
 
 def download_environ(home: Path) -> dict[str, str]:
     """pip's environment for the one download: no machine pip.conf, proxy CA kept (PIP_CERT)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
-    env.update(
-        {
-            "HOME": str(home),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "PIP_CONFIG_FILE": os.devnull,
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_NO_INPUT": "1",
-        }
-    )
+    env.update(fresh_home_without_pip_config(home))
     if os.environ.get("PIP_CERT"):
         env["PIP_CERT"] = os.environ["PIP_CERT"]
     return env

@@ -26,7 +26,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from corpus import BACKTRACK_REQUIREMENTS, WEB_STACK, Corpus, ensure_corpus  # noqa: E402
+from corpus import (  # noqa: E402
+    BACKTRACK_REQUIREMENTS,
+    WEB_STACK,
+    Corpus,
+    ensure_corpus,
+    fresh_home_without_pip_config,
+)
 from mirror import Mirror, load_files  # noqa: E402
 
 TOOLS = ("safepip", "pip", "uv")
@@ -110,15 +116,10 @@ class Workspace:
         home = self.fresh("home")
         keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
         env = {k: v for k, v in os.environ.items() if k in keep}
+        env.update(fresh_home_without_pip_config(home))
         env.update(
             {
-                "HOME": str(home),
-                "XDG_CACHE_HOME": str(home / ".cache"),
-                "XDG_CONFIG_HOME": str(home / ".config"),
                 "XDG_DATA_HOME": str(home / ".local" / "share"),
-                "PIP_CONFIG_FILE": os.devnull,
-                "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                "PIP_NO_INPUT": "1",
                 "UV_NO_CONFIG": "1",
                 "UV_PYTHON_DOWNLOADS": "never",
                 "PYTHONDONTWRITEBYTECODE": "",

@@ -130,6 +130,80 @@ def test_anything_unknown_goes_the_full_way(
         assert server.requests, "the full way was not taken"
 
 
+def _site_config(tmp_path: Path, constraint: str) -> dict[str, str]:
+    """An environment whose machine-wide pip.conf (``XDG_CONFIG_DIRS``) names a constraint
+    file, as a distribution or an administrator sets one."""
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text(f"# machine-wide cap\n{constraint}\n")
+    (tmp_path / "xdg" / "pip").mkdir(parents=True)
+    (tmp_path / "xdg" / "pip" / "pip.conf").write_text(f"[global]\nconstraint = {constraints}\n")
+    env = dict(os.environ)
+    env["XDG_CONFIG_DIRS"] = str(tmp_path / "xdg")
+    return env
+
+
+def test_pip_config_file_devnull_skips_every_configuration_file(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
+) -> None:
+    """pip reads no configuration file at all when ``PIP_CONFIG_FILE`` is ``os.devnull``; a
+    machine-wide pip.conf must not send a satisfied request the full way then."""
+    _index(index)
+    _install(server, target_venv, "app")
+    env = _site_config(tmp_path, "lib<1.5")
+    assert env["PIP_CONFIG_FILE"] == os.devnull
+    server.requests.clear()
+    python = str(target_venv / "bin/python")
+    result = run_safepip("install", "--python", python, "-i", server.simple_url, "app", env=env)
+    assert result.returncode == 0, result.stderr
+    assert server.requests == []
+    assert "Requirement already satisfied: app==1.0" in result.stdout
+
+
+@pytest.mark.parametrize("how", ["pip.conf", "PIP_CONSTRAINT", "-c"])
+def test_a_constraint_the_installed_versions_meet_keeps_the_fast_path(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path, how: str
+) -> None:
+    _index(index)
+    _install(server, target_venv, "app")
+    env = _site_config(tmp_path, "lib<=1.5\nunrelated<1")
+    args: list[str] = []
+    if how != "pip.conf":
+        del env["XDG_CONFIG_DIRS"]
+    if how == "PIP_CONSTRAINT":
+        env["PIP_CONSTRAINT"] = str(tmp_path / "constraints.txt")
+    elif how == "-c":
+        args = ["-c", str(tmp_path / "constraints.txt")]
+    else:
+        del env["PIP_CONFIG_FILE"]
+    server.requests.clear()
+    python = str(target_venv / "bin/python")
+    result = run_safepip(
+        "install", "--python", python, "-i", server.simple_url, *args, "app", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert server.requests == []
+    assert "Requirement already satisfied: app==1.0" in result.stdout
+
+
+def test_a_constraint_an_installed_dependency_breaks_goes_the_full_way(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
+) -> None:
+    """As pip: the installed lib 1.5 does not meet the machine's ``lib<1.5``, so the request is
+    not satisfied and lib is replaced by a version that meets it."""
+    _index(index)
+    index.wheel("lib", "1.4")
+    _install(server, target_venv, "app")
+    env = _site_config(tmp_path, "lib<1.5")
+    del env["PIP_CONFIG_FILE"]
+    server.requests.clear()
+    python = str(target_venv / "bin/python")
+    result = run_safepip("install", "--python", python, "-i", server.simple_url, "app", env=env)
+    assert result.returncode == 0, result.stderr
+    assert server.requests, "the full way was not taken"
+    site = next((target_venv / "lib").glob("python*/site-packages"))
+    assert list(site.glob("lib-1.4.dist-info")), sorted(p.name for p in site.iterdir())
+
+
 def _fake_venv(root: Path, *entries: str, system_site: bool = False) -> Path:
     (root / "bin").mkdir(parents=True)
     flag = "true" if system_site else "false"

@@ -1,10 +1,10 @@
 """The no-op fast path: an ``install`` the target environment already satisfies, recognised
 without pip's parser, the network or pip.
 
-It understands a strict subset of pip's syntax (plain options, requirement files of
-``name<spec> [; marker] [--hash=...]`` lines) and pip's configuration files with keys that
-cannot change what gets installed where. Anything else, or any doubt, returns ``None`` and the
-run goes the full way, which decides exactly as before."""
+It understands a strict subset of pip's syntax (plain options, requirement and constraint files
+of ``name<spec> [; marker] [--hash=...]`` lines) and pip's configuration files with keys that
+cannot change what gets installed where (constraints, which it checks, aside). Anything else, or
+any doubt, returns ``None`` and the run goes the full way, which decides exactly as before."""
 
 from __future__ import annotations
 
@@ -60,9 +60,10 @@ _VALUED = frozenset(
     }
 )
 _INDEXES = frozenset({"-i", "--index-url", "--extra-index-url", "-f", "--find-links"})
+_CONSTRAINT = ("-c", "--constraint")
 _CONFIG_KEYS = frozenset(
     {o.lstrip("-") for o in _FLAGS | _VALUED | _INDEXES if o.startswith("--")}
-    | {"default-timeout", "no-index"}
+    | {"default-timeout", "no-index", "constraint"}
 )
 _ENV_ALLOWED = frozenset(
     {"PIP_CONFIG_FILE", "PIP_PYTHON"} | {"PIP_" + k.upper().replace("-", "_") for k in _CONFIG_KEYS}
@@ -198,6 +199,7 @@ class _Line:
 @dataclass
 class _Request:
     lines: list[_Line]
+    constraints: list[_Line] = field(default_factory=list)
     python: str | None = None
     verbosity: int = 0
     require_hashes: bool = False
@@ -232,8 +234,23 @@ def already_satisfied(args: Sequence[str], environ: Mapping[str, str]) -> Satisf
     """``Satisfied`` when ``install args`` would install nothing, else ``None`` (go the full way)."""
     try:
         request = _parse_args(args, environ)
-        _check_environment(environ)
-        return _satisfied(request, environ)
+        hashed = request.require_hashes or any(line.hashes for line in request.lines)
+        if hashed and (request.editables or not all(map(_pinned_with_hash, request.lines))):
+            raise _NotSimple()  # the full way explains what --require-hashes needs
+        from safepip.target import find_interpreter
+
+        python, explicit = find_interpreter(request.python, environ)
+        if _surely_missing(Path(python), request.lines):
+            return None  # a requested project is not installed: no need to run the target to know
+        with _Probe(python) as probe:  # the target runs while the configuration is read
+            for path in _check_environment(environ):
+                request.constraints.extend(_read_constraint_file(path))
+            from safepip.journal import journal_pending
+
+            data = probe.result()
+        if journal_pending(Path(str(data.get("purelib", "")))):
+            raise _NotSimple()  # a killed run's rollback journal: the full way replays it first
+        return _satisfied(request, data, explicit)
     except Exception:  # any doubt (errors included): the full way decides, and reports
         return None
 
@@ -262,6 +279,11 @@ def _parse_args(args: Sequence[str], environ: Mapping[str, str]) -> _Request:
                 request.python = value
             elif name in ("-r", "--requirement"):
                 request.lines.extend(_read_requirement_file(Path(value)))
+        elif name in _CONSTRAINT:
+            value = inline if eq else _value(next(it, None))
+            request.constraints.extend(_read_constraint_file(Path(value)))
+        elif arg.startswith("-c") and len(arg) > 2:
+            request.constraints.extend(_read_constraint_file(Path(arg[2:])))
         elif name in ("-e", "--editable"):
             request.editables.append(inline if eq else _value(next(it, None)))
         elif arg.startswith("-r") and len(arg) > 2:
@@ -326,6 +348,15 @@ def _read_requirement_file(path: Path) -> list[_Line]:
     return lines
 
 
+def _read_constraint_file(path: Path) -> list[_Line]:
+    """A constraint file's lines: plain ``name<spec> [; marker]`` only (pip refuses extras in a
+    constraint; hashes and URLs are left to the full way)."""
+    lines = _read_requirement_file(path)
+    if any(line.hashes or line.requirement.extras for line in lines):
+        raise _NotSimple()
+    return lines
+
+
 def _check_secure(url: str) -> None:
     """Plain HTTP (but to loopback) is refused on the full way: leave it to say so."""
     parts = urllib.parse.urlsplit(url)
@@ -340,25 +371,35 @@ def _check_secure(url: str) -> None:
 # --- configuration ----------------------------------------------------------------------------
 
 
-def _check_environment(environ: Mapping[str, str]) -> None:
+def _check_environment(environ: Mapping[str, str]) -> list[Path]:
+    """Raises ``_NotSimple`` for a variable or configuration key that could change what is
+    installed or where; returns the constraint files configured (every one found, pip's
+    overrides aside: a constraint more can only send the run the full way)."""
+    constraints: list[Path] = []
     for key, value in environ.items():
         if key.startswith("PIP_") and key not in _ENV_ALLOWED:
             raise _NotSimple()
         if key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"):
             for url in value.split():
                 _check_secure(url)
+        if key == "PIP_CONSTRAINT":
+            constraints += [Path(v) for v in value.split()]
     for path in _pip_config_files(environ):
-        _check_config_file(path)
+        constraints += _check_config_file(path)
     from safepip.policyfile import load_policy
 
     load_policy(environ)  # a broken policy file is reported on the full way
+    return constraints
 
 
 def _pip_config_files(environ: Mapping[str, str]) -> list[Path]:
-    """The files pip's own configuration loader reads, in its order."""
+    """The files pip's own configuration loader reads, in its order: none at all when
+    ``PIP_CONFIG_FILE`` is ``os.devnull``, as pip skips them all then."""
     files: list[Path] = []
     env_file = environ.get("PIP_CONFIG_FILE")
-    if env_file and env_file != os.devnull:
+    if env_file == os.devnull:
+        return files
+    if env_file:
         files.append(Path(env_file))
     xdg_dirs = environ.get("XDG_CONFIG_DIRS") or "/etc/xdg"
     files += [Path(d, "pip", "pip.conf") for d in xdg_dirs.split(os.pathsep) if d]
@@ -372,18 +413,23 @@ def _pip_config_files(environ: Mapping[str, str]) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
-def _check_config_file(path: Path) -> None:
+def _check_config_file(path: Path) -> list[Path]:
     parser = configparser.RawConfigParser()
     parser.read(path, encoding="utf-8")
+    constraints: list[Path] = []
     for section in ("global", "install"):
         if not parser.has_section(section):
             continue
         for key, value in parser.items(section):
+            key = key.replace("_", "-")
             if key not in _CONFIG_KEYS:
                 raise _NotSimple()
             if key in ("index-url", "extra-index-url", "find-links"):
                 for url in value.split():
                     _check_secure(url)
+            elif key == "constraint":
+                constraints += [Path(v) for v in value.split()]
+    return constraints
 
 
 # --- the target -------------------------------------------------------------------------------
@@ -396,17 +442,8 @@ class _Installed:
     direct: bool
 
 
-def _satisfied(request: _Request, environ: Mapping[str, str]) -> Satisfied | None:
-    hashed = request.require_hashes or any(line.hashes for line in request.lines)
-    if hashed and (request.editables or not all(map(_pinned_with_hash, request.lines))):
-        raise _NotSimple()  # the full way explains what --require-hashes needs
-    from safepip.journal import journal_pending
-    from safepip.target import find_interpreter
-
-    python, explicit = find_interpreter(request.python, environ)
-    if _surely_missing(Path(python), request.lines):
-        return None  # a requested project is not installed: no need to run the target to know
-    probe = _probe(python)
+def _satisfied(request: _Request, probe: Mapping[str, Any], explicit: bool) -> Satisfied | None:
+    """Whether the probed target satisfies ``request`` (``explicit``: the user named it)."""
     own = {Path(sys.prefix).resolve(), Path(sys.exec_prefix).resolve()}
     if not explicit and Path(str(probe["prefix"])).resolve() in own:
         raise _NotSimple()  # refused on the full way: the target is safepip's own environment
@@ -415,8 +452,6 @@ def _satisfied(request: _Request, environ: Mapping[str, str]) -> Satisfied | Non
         and Path(probe["stdlib"], "EXTERNALLY-MANAGED").is_file()
     ):
         raise _NotSimple()  # refused on the full way, as pip refuses
-    if journal_pending(Path(str(probe.get("purelib", "")))):
-        raise _NotSimple()  # a killed run's rollback journal: the full way replays it first
     installed = _installed(probe["dists"])
     markers: dict[str, str] = dict(probe["markers"])
     requested: list[tuple[NormalizedName, Version]] = []
@@ -441,7 +476,8 @@ def _satisfied(request: _Request, environ: Mapping[str, str]) -> Satisfied | Non
         pending.extend(
             r for r in editable[2] if r.marker is None or _holds(r.marker, markers, _NONE)
         )
-    if not _closure_satisfied(pending, installed, markers):
+    closure = _closure_satisfied(pending, installed, markers)
+    if closure is None or not _constraints_hold(request.constraints, closure, installed, markers):
         return None
     return Satisfied(requested=tuple(requested), verbosity=request.verbosity)
 
@@ -486,19 +522,20 @@ def _closure_satisfied(
     pending: list[Requirement],
     installed: Mapping[NormalizedName, _Installed],
     markers: Mapping[str, str],
-) -> bool:
-    """Every requirement, and every dependency of what satisfies it, is satisfied."""
+) -> set[NormalizedName] | None:
+    """The names of every requirement and every dependency of what satisfies it, when all are
+    satisfied; else ``None``."""
     seen: set[tuple[NormalizedName, frozenset[str]]] = set()
     while pending:
         req = pending.pop()
         if req.url:
-            return False
+            return None
         name = canonicalize_name(req.name)
         dist = installed.get(name)
         if dist is None or dist.direct:
-            return False
+            return None
         if not req.specifier.contains(dist.version, prereleases=True):
-            return False
+            return None
         extras = frozenset(canonicalize_name(e) for e in req.extras)
         if (name, extras) in seen:
             continue
@@ -507,6 +544,26 @@ def _closure_satisfied(
             dep = Requirement(text)
             if dep.marker is None or _holds(dep.marker, markers, extras):
                 pending.append(dep)
+    return {name for name, _ in seen}
+
+
+def _constraints_hold(
+    constraints: Sequence[_Line],
+    closure: set[NormalizedName],
+    installed: Mapping[NormalizedName, _Installed],
+    markers: Mapping[str, str],
+) -> bool:
+    """Whether every installed project the request needs satisfies the constraints on it (pip
+    would otherwise replace it with a version that does)."""
+    for line in constraints:
+        req = line.requirement
+        name = canonicalize_name(req.name)
+        if name not in closure or (
+            req.marker is not None and not _holds(req.marker, markers, _NONE)
+        ):
+            continue
+        if not req.specifier.contains(installed[name].version, prereleases=True):
+            return False
     return True
 
 
@@ -514,21 +571,36 @@ def _holds(marker: Marker, markers: Mapping[str, str], extras: frozenset[str]) -
     return any(marker.evaluate({**markers, "extra": e}) for e in ("", *extras))
 
 
-def _probe(python: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run(
-        [python, "-E", "-c", _PROBE],
-        capture_output=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise _NotSimple()
-    data = json.loads(proc.stdout)
-    if not isinstance(data, dict):
-        raise _NotSimple()
-    return data
+class _Probe:
+    """The target's probe, started on entry so that it runs while safepip goes on; stopped on
+    exit if its result was not asked for."""
+
+    def __init__(self, python: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        self._proc = subprocess.Popen(
+            [python, "-E", "-c", _PROBE],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def __enter__(self) -> _Probe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc.returncode is None:
+            self._proc.kill()
+            self._proc.communicate()
+
+    def result(self) -> dict[str, Any]:
+        out, _ = self._proc.communicate(timeout=60)
+        if self._proc.returncode != 0:
+            raise _NotSimple()
+        data = json.loads(out)
+        if not isinstance(data, dict):
+            raise _NotSimple()
+        return data
 
 
 def _installed(raw: object) -> dict[NormalizedName, _Installed]:

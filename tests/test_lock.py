@@ -509,3 +509,72 @@ def test_output_name_decides_the_format(
     r = _lock(server, target_venv, tmp_path, "a", "-o", "locked.toml", "--format", "requirements")
     assert r.returncode == 0, r.stderr
     assert "a==1.0 \\\n    --hash=sha256:" in (tmp_path / "locked.toml").read_text()
+
+
+@pytest.mark.parametrize("how", ["-c", "pip.conf"])
+def test_a_pylock_installs_under_constraints_its_pins_meet(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path, how: str
+) -> None:
+    """A constraint, given or machine-wide (pip.conf ``constraint``), holds the lock's pins to
+    it as pip's resolver does; one on a project the lock does not pin changes nothing."""
+    _set(index)
+    assert _lock(server, target_venv, tmp_path, "app").returncode == 0
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("lib>=2,<3\nunrelated<1\nleaf<0.1; sys_platform == 'win32'\n")
+    env = dict(os.environ)
+    args: list[str] = []
+    if how == "-c":
+        args = ["-c", str(constraints)]
+    else:
+        (tmp_path / "xdg" / "pip").mkdir(parents=True)
+        (tmp_path / "xdg" / "pip" / "pip.conf").write_text(
+            f"[global]\nconstraint = {constraints}\n"
+        )
+        env["XDG_CONFIG_DIRS"] = str(tmp_path / "xdg")
+        del env["PIP_CONFIG_FILE"]
+    python = str(target_venv / "bin/python")
+    r = run_safepip(
+        "--python", python, "install", "-r", str(tmp_path / "pylock.toml"), *args, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert {"app-1.0.dist-info", "lib-2.1.dist-info", "leaf-0.1.dist-info"} <= _installed(
+        target_venv
+    )
+
+
+def test_a_pylock_pin_a_constraint_excludes_is_refused_before_anything_is_installed(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
+) -> None:
+    _set(index)
+    assert _lock(server, target_venv, tmp_path, "app").returncode == 0
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("lib<2\n")
+    before = tree_digest(_site(target_venv))
+    python = str(target_venv / "bin/python")
+    r = run_safepip(
+        "--python", python, "install", "-r", str(tmp_path / "pylock.toml"), "-c", str(constraints)
+    )
+    assert r.returncode == 1, r.stderr
+    assert "the lock pins lib 2.1, which the constraint lib<2" in r.stderr
+    assert str(constraints) in r.stderr
+    assert "hint:" in r.stderr and "Traceback" not in r.stderr
+    assert tree_digest(_site(target_venv)) == before
+    # Other requirements beside a lock are still refused: the lock is installed alone.
+    r = run_safepip("--python", python, "install", "-r", str(tmp_path / "pylock.toml"), "leaf")
+    assert r.returncode == 2, r.stderr
+    assert "cannot be combined with other requirements" in r.stderr
+
+
+def test_a_constraint_whose_marker_does_not_hold_constrains_nothing(
+    index: Index, server: IndexServer, target_venv: Path, tmp_path: Path
+) -> None:
+    """As pip: ``lib<2; sys_platform == 'win32'`` is no constraint on Linux."""
+    _set(index)
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("lib<2; sys_platform == 'win32'\n")
+    python = str(target_venv / "bin/python")
+    r = run_safepip(
+        "--python", python, "install", "-i", server.simple_url, "-c", str(constraints), "app"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "lib-2.1.dist-info" in _installed(target_venv)

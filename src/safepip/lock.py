@@ -33,7 +33,7 @@ from packaging.tags import Tag
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from safepip.errors import PolicyRefusal, RequirementsError, UsageError
+from safepip.errors import PolicyRefusal, RequirementsError, ResolutionFailed, UsageError
 from safepip.models import (
     AlreadyInstalled,
     DirectReference,
@@ -64,6 +64,7 @@ __all__ = [
     "LockSource",
     "LockedDirect",
     "LockedPackage",
+    "check_lock_constraints",
     "check_lock_input",
     "check_require_hashes",
     "environment_marker",
@@ -703,6 +704,31 @@ def plan_from_locks(
     return Plan(pins=tuple(pins[n] for n in sorted(pins)))
 
 
+def check_lock_constraints(
+    plan: Plan, constraints: Sequence[UserRequirement], markers: Mapping[str, str]
+) -> None:
+    """A lock's pins must meet the constraints that apply here (``-c``, ``PIP_CONSTRAINT``, a
+    machine-wide pip.conf ``constraint``), as pip's resolver holds a pylock.toml's packages to
+    them; a constraint on a project the lock does not pin changes nothing."""
+    env = dict(markers, extra="")
+    pins = {p.name: p for p in plan.pins}
+    for c in constraints:
+        if c.requirement.marker is not None and not c.requirement.marker.evaluate(env):
+            continue
+        pin = pins.get(c.name)
+        if pin is None:
+            continue
+        if c.direct is not None or not c.requirement.specifier.contains(
+            pin.version, prereleases=True
+        ):
+            raise ResolutionFailed(
+                f"the lock pins {pin.name} {pin.version}, which the constraint "
+                f"{c.requirement} (from {c.comes_from}) excludes",
+                hint="lock again under this constraint (safepip lock -c FILE), or install "
+                "without it",
+            )
+
+
 def _already_installed(
     pin: Pin, installed: Mapping[NormalizedName, InstalledDist], reinstall: bool
 ) -> Pin:
@@ -734,10 +760,10 @@ def check_lock_input(settings: Settings, markers: Mapping[str, str]) -> None:
             "`safepip lock` does not take a pylock.toml as input",
             hint="lock from the requirements the lock was made from (its tool.safepip.command)",
         )
-    if settings.locks and (settings.requirements or settings.constraints):
+    if settings.locks and settings.requirements:
         raise UsageError(
             "a pylock.toml installs exactly what it pins; it cannot be combined with other "
-            "requirements or constraints",
+            "requirements",
             hint="install the lock alone, then the rest in a second command",
         )
     for path, environments in settings.lock_environments:

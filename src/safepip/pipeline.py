@@ -40,6 +40,7 @@ from safepip.index import IndexClient, PageCache
 from safepip.journal import guarded_handoff, recover_interrupted
 from safepip.lock import (
     check_direct_hash_mode,
+    check_lock_constraints,
     check_lock_input,
     check_require_hashes,
     lock_sources,
@@ -262,6 +263,7 @@ def run(
                 reinstall=settings.force_reinstall,
                 direct=direct,
             )
+            check_lock_constraints(plan, settings.constraints, options.markers)
         else:
             plan = resolve(
                 settings.requirements,

@@ -786,11 +786,13 @@ def resolve(
 ) -> Plan:
     """Choose one version of every project needed, newest compatible first; a project named
     by a direct reference is taken from there only."""
+    env = dict(options.markers, extra="")
     constraint_map: dict[NormalizedName, list[UserRequirement]] = {}
     for c in constraints:
-        constraint_map.setdefault(c.name, []).append(c)
+        # As pip: a constraint whose marker does not hold here is no constraint.
+        if c.requirement.marker is None or c.requirement.marker.evaluate(env):
+            constraint_map.setdefault(c.name, []).append(c)
     user_reqs: list[SpecRequirement] = []
-    env = dict(options.markers, extra="")
     for r in requirements:
         if r.requirement.marker is not None and not r.requirement.marker.evaluate(env):
             continue

@@ -152,7 +152,8 @@ def settle(findings: Sequence[Finding], reporter: Reporter) -> None:
     """Show what the gates found; refuse the whole run (exit 3) if any finding refuses."""
     for finding in findings:
         if finding.action == "warn":
-            reporter.warning(f"{finding.project}: {finding.message}")
+            hint = f"\nhint: {finding.hint}" if finding.hint else ""
+            reporter.warning(f"{finding.project}: {finding.message}{hint}")
         elif finding.action == "report":
             reporter.detail(f"{finding.project}: {finding.message}")
     refusals = [f for f in findings if f.action == "refuse"]

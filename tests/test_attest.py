@@ -345,10 +345,16 @@ def test_require_attestations_refuses_unattested(target_venv: Path) -> None:
 def test_missing_extra_named_in_hint_only_when_needed(target_venv: Path, tmp_path: Path) -> None:
     """Without the optional verifier, a policy needing it fails with a hint naming the extra;
     without such a policy, installs go on as before."""
+    # The verifier hidden as if never installed: neither found nor importable.
     blocker = tmp_path / "blocker"
-    (blocker / "pypi_attestations").mkdir(parents=True)
-    (blocker / "pypi_attestations" / "__init__.py").write_text(
-        "raise ImportError('not installed')\n"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'pypi_attestations':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, _Hide())\n"
     )
     env = dict(os.environ, PYTHONPATH=str(blocker))
     with IndexServer(attested_index()) as server:
@@ -383,3 +389,69 @@ def test_verifier_is_imported_lazily() -> None:
         check=True,
     )
     assert probe.stdout.strip() == "False"
+
+
+_NO_PROVENANCE_RUN = r"""
+import json, sys
+from pathlib import Path
+from packaging.version import Version
+from safepip.attest import Expectations, attestation_findings
+from safepip.models import FileLink, Pin, VerifiedFile
+from safepip.net import NetSettings, make_session
+
+base, count = sys.argv[1], int(sys.argv[2])
+files = [
+    VerifiedFile(
+        pin=Pin(
+            name=f"p{i}",
+            version=Version("1.0"),
+            source=FileLink(
+                filename=f"p{i}-1.0-py3-none-any.whl",
+                url=f"{base}/files/p{i}-1.0-py3-none-any.whl",
+                index_url=f"{base}/simple/",
+                provenance_url=f"{base}/provenance/p{i}-1.0-py3-none-any.whl",
+            ),
+        ),
+        path=Path("unused"),
+        sha256="0" * 64,
+    )
+    for i in range(count)
+]
+findings = attestation_findings(
+    make_session(NetSettings()), files, Expectations(), timeout=10, trust_root_dir=None, workers=4
+)
+print(json.dumps({"verifier": "pypi_attestations" in sys.modules, "findings": len(findings)}))
+"""
+
+
+def test_provenance_an_index_lacks_costs_neither_connections_nor_the_verifier() -> None:
+    """Files whose provenance the index answers 404 for: every answer is read to its end, so the
+    few connections of the pool serve them all (no new name lookup and handshake per file), and
+    the verifier, slow to import, is never imported."""
+    import subprocess
+
+    count, clients = 24, []
+    with IndexServer(Index()) as server:
+
+        def not_found(handler: BaseHTTPRequestHandler) -> bool:
+            clients.append(handler.client_address)
+            body = b'{"message": "no provenance for this file"}'
+            handler.send_response(404)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+            return True
+
+        for i in range(count):
+            server.hooks[f"/provenance/p{i}-1.0-py3-none-any.whl"] = not_found
+        run = subprocess.run(
+            [sys.executable, "-c", _NO_PROVENANCE_RUN, server.url, str(count)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    result = json.loads(run.stdout)
+    assert len(clients) == count
+    assert len(set(clients)) <= 4, f"{len(set(clients))} connections for {count} answers"
+    assert result["verifier"] is False

@@ -246,6 +246,8 @@ def fetch_provenance(
                     )
                 current = target
                 continue
+            if resp.status_code != 200:
+                _drain(resp)
             if resp.status_code == 404:
                 return Unattested(name, "the index serves no provenance for it")
             if resp.status_code != 200:
@@ -257,6 +259,18 @@ def fetch_provenance(
                     return Rejected(name, "provenance object is larger than allowed")
             return body
     return Rejected(name, "provenance URL redirects too often")
+
+
+def _drain(resp: requests.Response, limit: int = 64 * 1024) -> None:
+    """Read a small answer to its end, so that its connection goes back to the pool: a streamed
+    answer closed unread takes its connection with it, and each next request pays a new name
+    lookup and TLS handshake (a batch of them can wait seconds on a resolver that drops some)."""
+    read = 0
+    with contextlib.suppress(requests.RequestException, OSError):
+        for chunk in resp.iter_content(16 * 1024):
+            read += len(chunk)
+            if read > limit:
+                return
 
 
 @contextlib.contextmanager
@@ -378,25 +392,21 @@ def refresh_trust_root(trust_root_dir: Path) -> None:
         ClientTrustConfig.production(offline=False)
 
 
-def _outcome_for(
-    session: requests.Session,
-    vf: VerifiedFile,
-    expected: Identity | None,
-    timeout: float,
-    trust_root_dir: Path | None,
-) -> ProvenanceOutcome:
+def _fetched_for(
+    session: requests.Session, vf: VerifiedFile, timeout: float
+) -> bytes | ProvenanceOutcome:
+    """One file's provenance bytes, or its outcome when there are none to verify."""
     link = vf.pin.source
     assert isinstance(link, FileLink)
-    return file_outcome(
-        session,
-        link,
-        vf.pin.name,
-        str(vf.pin.version),
-        vf.sha256,
-        expected,
-        timeout=timeout,
-        trust_root_dir=trust_root_dir,
-    )
+    url = _provenance_url(vf)
+    if url is None:
+        return Unattested(link.filename, "the index serves no provenance")
+    raw = fetch_provenance(session, url, timeout)
+    if isinstance(raw, Unattested):
+        return Unattested(link.filename, raw.reason, served_by_index=True)
+    if isinstance(raw, Rejected):
+        return Rejected(link.filename, raw.reason)
+    return raw
 
 
 def file_outcome(
@@ -450,9 +460,9 @@ def attestation_findings(
     """Verify the provenance of every file to install and say what that means for each."""
     if not files:
         return []
-    # The verifier is imported only when something may need it.
-    might_verify = expectations.active or any(_provenance_url(vf) is not None for vf in files)
-    if not (verifier_available() if might_verify else _verifier_installed()):
+    # The verifier (more than a second to import) is imported only when it is needed: when the
+    # policy expects attestations, or once some provenance has come to verify.
+    if not (verifier_available() if expectations.active else _verifier_installed()):
         if expectations.active:
             needed = sorted(n for n in {f.pin.name for f in files} if expectations.requires(n))
             if needed:
@@ -465,14 +475,19 @@ def attestation_findings(
                 )
         return []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="safepip-attest") as pool:
-        outcomes = list(
-            pool.map(
-                lambda vf: _outcome_for(
-                    session, vf, expectations.identities.get(vf.pin.name), timeout, trust_root_dir
-                ),
-                files,
-            )
-        )
+        fetched = list(pool.map(lambda vf: _fetched_for(session, vf, timeout), files))
+        if any(isinstance(raw, bytes) for raw in fetched) and not verifier_available():
+            return []
+
+        def verified(vf: VerifiedFile, raw: bytes | ProvenanceOutcome) -> ProvenanceOutcome:
+            if not isinstance(raw, bytes):
+                return raw
+            assert isinstance(vf.pin.source, FileLink)
+            expected = expectations.identities.get(vf.pin.name)
+            name = vf.pin.source.filename
+            return verify_provenance(raw, name, vf.sha256, expected, trust_root_dir)
+
+        outcomes = list(pool.map(verified, files, fetched))
     findings = [
         f
         for vf, outcome in zip(files, outcomes, strict=True)

@@ -329,10 +329,11 @@ def run(
             ],
         )
         settle(findings, reporter)
-        report = build_report(
-            plan, options.markers, links.decisions, hashes_by_name, findings=findings
-        )
-        if settings.report:
+        report = None
+        if settings.report:  # every pin's metadata parsed: only when asked for
+            report = build_report(
+                plan, options.markers, links.decisions, hashes_by_name, findings=findings
+            )
             write_report(report, settings.report)
         installed = False
         if settings.command == "download" or settings.command == "wheel":

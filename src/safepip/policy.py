@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import (
@@ -115,7 +115,13 @@ class IndexOffer:
 
     index: str  # the policy's name, or the URL with credentials redacted
     role: str  # "public", "specific" or "explicit"
-    versions: tuple[str, ...]
+    files: tuple[FileLink, ...] = field(repr=False)
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Every version the index lists, worked out only when shown (a large project's page
+        lists tens of thousands of files, and most runs show no offer)."""
+        return _versions(self.files)
 
     def describe(self) -> str:
         shown = ", ".join(self.versions) if self.versions else "nothing"
@@ -189,7 +195,7 @@ def _versions(links: Iterable[FileLink]) -> tuple[str, ...]:
 
 
 def _offer(sp: SourcePage, policy: IndexPolicy) -> IndexOffer:
-    return IndexOffer(index_label(sp.source), _role(sp.source, policy), _versions(sp.page.files))
+    return IndexOffer(index_label(sp.source), _role(sp.source, policy), sp.page.files)
 
 
 def merge_pages(pages: Sequence[ProjectPage]) -> list[FileLink]:

@@ -45,7 +45,6 @@ class IndexLinks:
         self.policy = policy
         self.reporter = reporter
         self.proceed_without = frozenset(proceed_without)
-        self.decisions: dict[str, dict[str, Any]] = {}
         self._decided: dict[NormalizedName, Decision] = {}
         self._skipped: set[str] = set()
         self._lock = threading.Lock()
@@ -75,6 +74,14 @@ class IndexLinks:
             extra.get(PROCEED_WITHOUT_INDEX, ()),
         )
 
+    @property
+    def decisions(self) -> dict[str, dict[str, Any]]:
+        """Every decision made so far, as the report shows it (worked out when asked for: an
+        offer lists every version an index has)."""
+        with self._lock:
+            decided = dict(self._decided)
+        return {name: _decision_json(decision) for name, decision in decided.items()}
+
     def prefetch(self, names: Iterable[NormalizedName]) -> None:
         for name in names:
             self.client.prefetch_from(name, self._sources(name))
@@ -101,7 +108,6 @@ class IndexLinks:
             decision = decide(name, self._pages(name), self.policy)
             with self._lock:
                 self._decided[name] = decision
-                self.decisions[name] = _decision_json(decision)
         if isinstance(decision, Allowed):
             self.reporter.detail(
                 f"{name}: from {', '.join(decision.indexes) or 'no index'} "

@@ -259,6 +259,39 @@ def installed_summary(target: Path) -> tuple[int, int]:
     return len(dists), pycs
 
 
+_COMPILE_CPU = r"""
+import os, sys, time
+site = sys.argv[1]
+paths = []
+for root, dirs, files in os.walk(site):
+    dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith("pip")]
+    paths += [os.path.join(root, f) for f in files if f.endswith(".py")]
+start = time.process_time()
+for path in paths:
+    with open(path, "rb") as f:
+        source = f.read()
+    try:
+        compile(source, path, "exec", dont_inherit=True)
+    except Exception:
+        pass
+print(len(paths), time.process_time() - start)
+"""
+
+
+def compile_floor(target: Path) -> tuple[int, float]:
+    """How many modules ``target`` holds and the CPU seconds its interpreter takes to compile
+    them in memory (no file written): the part of a cold install with bytecode that no installer
+    can skip, whichever of the three it is."""
+    site = next((target / "lib").glob("python*/site-packages"))
+    out = subprocess.run(
+        [str(target / "bin" / "python"), "-c", _COMPILE_CPU, str(site)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return int(out[0]), float(out[1])
+
+
 # ---------------------------------------------------------------------------- the benchmark
 
 
@@ -431,6 +464,21 @@ def lock_notes(results: Results, outputs: dict[str, Path]) -> list[str]:
     return notes
 
 
+def floor_notes(results: Results, installed: dict[str, tuple[Path, Path]]) -> list[str]:
+    """The cold install's floor on this machine: compiling the stack's modules alone, spread
+    over every core, against pip's median."""
+    if "safepip" not in installed:
+        return []
+    modules, cpu = compile_floor(installed["safepip"][0])
+    cores = os.cpu_count() or 1
+    pip = results.median("install-cold", "pip")
+    share = f" = {cpu / cores / pip:.2f} of pip's install-cold" if pip else ""
+    return [
+        f"compiling the {modules} modules in memory alone: {cpu:.2f} CPU-s, {cpu / cores:.2f} s "
+        f"on {cores} cores{share}"
+    ]
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -551,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.notes.extend(lock_notes(results, bench.lock_outputs))
         for tool, (dists, pycs) in bench.summaries.items():
             results.notes.append(f"cold install, {tool}: {dists} distributions, {pycs} .pyc files")
+        results.notes.extend(floor_notes(results, bench.installed))
         text, misses = table(
             results,
             f"local mirror, {args.latency * 1000:.0f} ms per request, median of {args.reps}",

@@ -78,3 +78,35 @@ def test_page_hashes_are_those_of_the_mapping(raw: dict[str, str]) -> None:
 
     known = {a: d for a, d in raw.items() if a.lower() in ("sha256", "md5")}
     assert _clean_hashes(raw, "page", "demo-1.0.tar.gz") == Hashes.from_mapping(known)
+
+
+def test_pages_an_index_does_not_have_leave_its_connection_for_the_next_one() -> None:
+    """An index's 404 for a project it does not list (an extra index asked about every
+    project) is read to its end, so one connection serves the next question: no new name
+    lookup and TLS handshake per project."""
+    from http.server import BaseHTTPRequestHandler
+
+    from safepip.index import IndexClient
+    from safepip.models import IndexSource
+    from safepip.net import NetSettings, make_session
+    from tests.kit import Index, IndexServer
+
+    names = [f"absent-{i}" for i in range(10)]
+    clients: list[tuple[str, int]] = []
+    with IndexServer(Index()) as server:
+
+        def not_here(handler: BaseHTTPRequestHandler) -> bool:
+            clients.append(handler.client_address)
+            return False  # the server's own 404 then answers
+
+        for name in names:
+            server.hooks[f"/simple/{name}/"] = not_here
+        client = IndexClient(make_session(NetSettings()), (IndexSource(url=server.simple_url),))
+        try:
+            for name in names:  # one at a time, as a resolver asks about a chain of projects
+                (page,) = client.pages_from(canonicalize_name(name), client.sources)
+                assert not isinstance(page, Exception) and page.files == ()
+        finally:
+            client.close()
+    assert len(clients) == len(names)
+    assert len(set(clients)) == 1, f"{len(set(clients))} connections for {len(names)} pages"

@@ -27,7 +27,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from safepip.config import Settings
 from safepip.errors import PolicyRefusal, UsageError
 from safepip.models import FileLink, Finding, ProjectPage, VerifiedFile
-from safepip.net import origin_of, redact_url
+from safepip.net import origin_of, redact_url, release_unread
 
 __all__ = [
     "Attested",
@@ -247,7 +247,7 @@ def fetch_provenance(
                 current = target
                 continue
             if resp.status_code != 200:
-                _drain(resp)
+                release_unread(resp, timeout)
             if resp.status_code == 404:
                 return Unattested(name, "the index serves no provenance for it")
             if resp.status_code != 200:
@@ -259,18 +259,6 @@ def fetch_provenance(
                     return Rejected(name, "provenance object is larger than allowed")
             return body
     return Rejected(name, "provenance URL redirects too often")
-
-
-def _drain(resp: requests.Response, limit: int = 64 * 1024) -> None:
-    """Read a small answer to its end, so that its connection goes back to the pool: a streamed
-    answer closed unread takes its connection with it, and each next request pays a new name
-    lookup and TLS handshake (a batch of them can wait seconds on a resolver that drops some)."""
-    read = 0
-    with contextlib.suppress(requests.RequestException, OSError):
-        for chunk in resp.iter_content(16 * 1024):
-            read += len(chunk)
-            if read > limit:
-                return
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from safepip.net import (
     iter_body,
     read_body,
     redact_url,
+    release_unread,
     with_body_retries,
 )
 
@@ -386,6 +387,7 @@ class MetadataFetcher:
     def _get_metadata_file(self, url: str) -> bytes:
         with self.session.get(url, timeout=self.timeout, stream=True) as resp:
             if resp.status_code != 200:
+                release_unread(resp, self.timeout)
                 raise FetchError(f"metadata {redact_url(url)} answered HTTP {resp.status_code}")
             return read_body(resp, MAX_METADATA_BYTES, self.timeout)
 

@@ -40,6 +40,7 @@ from safepip.net import (
     describe_network_error,
     read_body,
     redact_url,
+    release_unread,
     with_body_retries,
 )
 
@@ -518,6 +519,8 @@ class IndexClient:
         self, url: str, headers: dict[str, str], cached: tuple[dict[str, Any], bytes] | None
     ) -> _CachedResponse | None:
         with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as resp:
+            if resp.status_code != 200:
+                release_unread(resp, self.timeout)
             if resp.status_code == 304 and cached is not None:
                 meta, body = cached
                 meta["fetched"] = time.time()

@@ -38,6 +38,7 @@ __all__ = [
     "origin_of",
     "read_body",
     "redact_url",
+    "release_unread",
     "retry_pause",
     "with_body_retries",
 ]
@@ -392,6 +393,21 @@ def read_body(resp: requests.Response, limit: int, timeout: float) -> bytes:
             raise BodyTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def release_unread(resp: requests.Response, timeout: float, limit: int = 64 * 1024) -> None:
+    """Read a short answer the caller has no use for (a 404, a 304, an error page) to its end,
+    so that its connection goes back to the pool. A streamed answer closed unread takes its
+    connection with it: the next request then pays a name lookup and a TLS handshake, and a
+    burst of lookups can wait seconds on a resolver that drops some. A longer body is left."""
+    read = 0
+    try:
+        for chunk in iter_body(resp, timeout):
+            read += len(chunk)
+            if read > limit:
+                return
+    except (requests.RequestException, BodyError, OSError):
+        return
 
 
 def body_retries(session: requests.Session, url: str) -> int:

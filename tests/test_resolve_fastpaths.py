@@ -119,16 +119,16 @@ def test_the_version_policy_records_is_the_parsed_one(filename: str) -> None:
 def test_wheel_names_parsed_in_parts_as_in_one(filename: str) -> None:
     """The resolver parses a wheel's name and version once per release and its tags once per
     tag text: the same answers, and an error exactly where ``parse_wheel_filename`` raises."""
-    from safepip.resolve import _wheel_name_version_tags
+    from safepip.resolve import wheel_name_version_tags
 
     try:
         name, version, _build, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
         with pytest.raises(InvalidWheelFilename):
-            _wheel_name_version_tags(filename)
+            wheel_name_version_tags(filename)
         return
-    assert _wheel_name_version_tags(filename) == (name, version, tags)
-    assert _wheel_name_version_tags(filename) == (name, version, tags)  # and from the caches
+    assert wheel_name_version_tags(filename) == (name, version, tags)
+    assert wheel_name_version_tags(filename) == (name, version, tags)  # and from the caches
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import shlex
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from packaging.utils import (
     NormalizedName,
     canonicalize_name,
     parse_sdist_filename,
-    parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
 
@@ -46,7 +46,15 @@ from safepip.lock import (
 from safepip.models import FileLink, Hashes, IndexSource, Pin, Plan, UserRequirement
 from safepip.net import redact_url
 from safepip.report import Reporter
-from safepip.resolve import DirectCandidate, LinkSource, ResolveOptions, SdistBuilder, resolve
+from safepip.resolve import (
+    DirectCandidate,
+    LinkSource,
+    ResolveOptions,
+    SdistBuilder,
+    VersionTables,
+    resolve,
+    wheel_name_version_tags,
+)
 from safepip.sbom import write_sbom_if_asked
 from safepip.vcs import is_commit_id, split_vcs_url
 from safepip.verify import verify_wheel
@@ -320,8 +328,8 @@ def _resolve_keeping_pins(
 
 def _version_of(link: FileLink) -> tuple[NormalizedName, Version] | None:
     try:
-        if link.is_wheel:
-            name, version, _, _ = parse_wheel_filename(link.filename)
+        if link.is_wheel:  # parse_wheel_filename's answer, from parses shared by each release
+            name, version, _ = wheel_name_version_tags(link.filename)
         else:
             name, version = parse_sdist_filename(link.filename)
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
@@ -545,8 +553,16 @@ def _build_requirements(
         for name, source in sorted(direct.items())
         for text in source.build_requires
     ]
-    for (package, sdist), (path, _) in zip(sdists, results, strict=True):
-        for text in static_build_requires(path, sdist.filename):
+    # Each archive is read up to its pyproject.toml (all of it when it has none), a few at a time.
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="safepip-sdist") as pool:
+        requires = list(
+            pool.map(
+                lambda item: static_build_requires(item[1][0], item[0][1].filename),
+                zip(sdists, results, strict=True),
+            )
+        )
+    for (package, _), texts in zip(sdists, requires, strict=True):
+        for text in texts:
             out.append(
                 UserRequirement(
                     requirement=Requirement(text),
@@ -569,13 +585,19 @@ def _resolve_build_sets(
     already taken is left out with a warning; its build would then be refused under the lock
     (its build dependencies unpinned) rather than run with dependencies nobody locked."""
 
-    def attempt(reqs: Sequence[UserRequirement]) -> list[Plan] | None:
+    tables: list[VersionTables] = [{} for _ in environments]  # the same for every attempt
+
+    def attempt(reqs: Sequence[UserRequirement], look_ahead: bool = False) -> list[Plan] | None:
         try:
-            return [resolve(reqs, (), links, fetcher, o) for o in environments]
+            return [
+                resolve(reqs, (), links, fetcher, o, look_ahead=look_ahead, version_tables=table)
+                for o, table in zip(environments, tables, strict=True)
+            ]
         except ResolutionFailed:
             return None
 
-    plans = attempt(requirements)
+    # The first attempt fetches what every later one (a subset of it) may look at.
+    plans = attempt(requirements, look_ahead=True)
     if plans is not None:
         return plans, list(requirements)
     by_source: dict[str, list[UserRequirement]] = {}
@@ -584,6 +606,11 @@ def _resolve_build_sets(
     taken: list[UserRequirement] = []
     kept: list[Plan] = []
     for source in sorted(by_source):
+        if kept and {str(r.requirement) for r in by_source[source]} <= {
+            str(r.requirement) for r in taken
+        }:
+            taken.extend(by_source[source])  # nothing it asks is new: the same resolution
+            continue
         trial = attempt([*taken, *by_source[source]])
         if trial is None:
             asked = ", ".join(str(r.requirement) for r in by_source[source])

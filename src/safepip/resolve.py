@@ -45,8 +45,10 @@ __all__ = [
     "CoreMetadata",
     "DirectCandidate",
     "ResolveOptions",
+    "VersionTables",
     "parse_metadata",
     "resolve",
+    "wheel_name_version_tags",
 ]
 
 PYTHON_ID = "<python>"
@@ -99,12 +101,16 @@ def parse_metadata(raw: bytes, where: str) -> CoreMetadata:
     )
 
 
+# Each project's usable versions and their files, for one set of links and resolve options.
+VersionTables = dict[NormalizedName, dict[Version, list[FileLink]]]
+
+
 @functools.lru_cache(maxsize=1024)
 def _specifier_set(text: str) -> SpecifierSet:
     return SpecifierSet(text)
 
 
-def _wheel_name_version_tags(filename: str) -> tuple[NormalizedName, Version, frozenset[Tag]]:
+def wheel_name_version_tags(filename: str) -> tuple[NormalizedName, Version, frozenset[Tag]]:
     """``parse_wheel_filename(filename)`` without the build number, from two parses shared by
     every file that has the same part: the name, version and build (one per release) and the
     tags (a few dozen on a page of thousands of files). Raises as it does."""
@@ -286,6 +292,8 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         options: ResolveOptions,
         constraints: Mapping[NormalizedName, list[UserRequirement]],
         user_names: frozenset[NormalizedName],
+        look_ahead: bool = True,
+        version_tables: VersionTables | None = None,
     ) -> None:
         self.links = links
         self.metadata_source = metadata
@@ -299,7 +307,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         self._fits: dict[str, bool] = {}
         self._ranks: dict[str, tuple[int, int]] = {}
         self._by_public: dict[NormalizedName, dict[Version, list[Version]]] = {}
-        self._by_version: dict[NormalizedName, dict[Version, list[FileLink]]] = {}
+        self._by_version: VersionTables = {} if version_tables is None else version_tables
         # One thread works out a project's table; the others (the speculation's, the
         # resolver's) wait for it instead of doing the same work beside it.
         self._version_locks: dict[NormalizedName, threading.Lock] = {}
@@ -319,7 +327,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         self.speculator: Speculator | None = None
         # Direct references: the only candidate for their project, never looked up on an index.
         self.direct: dict[NormalizedName, Candidate] = {}
-        if isinstance(metadata, MetadataPrefetch):
+        if look_ahead and isinstance(metadata, MetadataPrefetch):
             self.speculator = Speculator(
                 metadata,
                 self._likely_link,
@@ -594,7 +602,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
             return None  # most of a large project's wheels are for other platforms
         try:
             if link.is_wheel:
-                wname, version, tags = _wheel_name_version_tags(link.filename)
+                wname, version, tags = wheel_name_version_tags(link.filename)
                 if wname != name or not self.options.allows_binary(name):
                     return None
                 if not any(t in self._tag_rank for t in tags):
@@ -659,7 +667,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
         found = self._ranks.get(link.filename)
         if found is None:
             if link.is_wheel:
-                tags = _wheel_name_version_tags(link.filename)[2]
+                tags = wheel_name_version_tags(link.filename)[2]
                 found = (0, min(self._tag_rank.get(t, 1 << 30) for t in tags))
             else:
                 found = (1, 0)
@@ -783,9 +791,14 @@ def resolve(
     builder: SdistBuilder | None = None,
     direct: Sequence[DirectCandidate] = (),
     max_rounds: int = 200_000,
+    look_ahead: bool = True,
+    version_tables: VersionTables | None = None,
 ) -> Plan:
     """Choose one version of every project needed, newest compatible first; a project named
-    by a direct reference is taken from there only."""
+    by a direct reference is taken from there only. ``look_ahead`` fetches metadata ahead of
+    the resolver (off when everything it may need has been fetched already);
+    ``version_tables`` keeps each project's usable versions for the next resolution with the
+    same links and ``options``."""
     env = dict(options.markers, extra="")
     constraint_map: dict[NormalizedName, list[UserRequirement]] = {}
     for c in constraints:
@@ -811,7 +824,14 @@ def resolve(
     direct_names = frozenset(d.name for d in direct)
     links.prefetch(user_names - direct_names)  # a direct reference's name never goes to an index
     provider = Provider(
-        links, metadata, builder or RefuseBuilds(), options, constraint_map, user_names
+        links,
+        metadata,
+        builder or RefuseBuilds(),
+        options,
+        constraint_map,
+        user_names,
+        look_ahead,
+        version_tables,
     )
     for source in direct:
         provider.direct[source.name] = Candidate(

@@ -347,7 +347,9 @@ class PageCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             header = json.dumps(meta).encode()
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(len(header).to_bytes(4, "big") + header + body)
+            with tmp.open("wb") as f:  # the body written as it is, not copied into a whole
+                f.write(len(header).to_bytes(4, "big") + header)
+                f.write(body)
             os.replace(tmp, path)
         except OSError:
             pass  # a cache that cannot be written is only slower
@@ -361,6 +363,9 @@ def _max_age(cache_control: str) -> int:
         if key.lower() == "max-age" and value.isdigit():
             return int(value)
     return 0
+
+
+_PARSING = threading.Lock()
 
 
 class IndexClient:
@@ -434,7 +439,10 @@ class IndexClient:
             return ProjectPage(name=name, index_url=source.url, files=())
         content_type = response.content_type.split(";")[0].strip().lower()
         if content_type == "application/vnd.pypi.simple.v1+json":
-            return parse_json_page(response.body, response.url, name, source.url)
+            # One page at a time: parsing holds the interpreter anyway, and a large page's
+            # JSON tree (tens of MB for the largest projects) is then never held twice.
+            with _PARSING:
+                return parse_json_page(response.body, response.url, name, source.url)
         if content_type in ("text/html", "application/vnd.pypi.simple.v1+html", ""):
             return parse_html_page(response.body, response.url, name, source.url)
         raise InvalidIndexPage(

@@ -65,7 +65,7 @@ sys.path.insert(0, start["pip_parent"])
 import compileall, contextlib, csv, hashlib, importlib.machinery, importlib.util, io, logging
 import marshal, multiprocessing, os, py_compile, socket, warnings, zipfile
 from base64 import urlsafe_b64encode
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed, wait
 from importlib import _bootstrap_external
 from pip._internal.locations import get_scheme
 from pip._internal.metadata import FilesystemWheel, get_wheel_distribution
@@ -328,9 +328,11 @@ class Standby:
             for item in items:
                 counts[item["path"]] = install_one(item, {})
             return counts, conflicts
-        for futures in self.ahead.values():  # what has not started is compiled while installing
-            for future in futures:
-                future.cancel()
+        # What has not started is compiled while installing; what has (running, or already
+        # handed to a worker) is waited for: it keeps the workers busy before any install can
+        # start anyway, and its modules are then not compiled twice.
+        started = [f for futures in self.ahead.values() for f in futures if not f.cancel()]
+        wait(started)
         compiled = {item["path"]: self.compiled(item["path"]) for item in items}
         # Wheels that would write the same path go one after the other, in the order given (as
         # pip's command line); the others the longest first, so no long one is left for the end.

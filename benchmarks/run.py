@@ -505,7 +505,11 @@ def table(results: Results, title: str) -> tuple[str, list[str]]:
             ok = got is not None and got <= goal.limit
             met = "yes" if ok else "NO"
             if not ok:
-                misses.append(f"{op}: safepip/{goal.against} = {got} (goal: {goal.text})")
+                misses.append(
+                    f"{op}: safepip/{goal.against} = "
+                    + ("not measured" if got is None else f"{got:.2f}")
+                    + f" (goal: {goal.text})"
+                )
 
         def fmt(v: float | None, digits: int = 2) -> str:
             return "-" if v is None else f"{v:.{digits}f}"

@@ -399,7 +399,12 @@ def release_unread(resp: requests.Response, timeout: float, limit: int = 64 * 10
     """Read a short answer the caller has no use for (a 404, a 304, an error page) to its end,
     so that its connection goes back to the pool. A streamed answer closed unread takes its
     connection with it: the next request then pays a name lookup and a TLS handshake, and a
-    burst of lookups can wait seconds on a resolver that drops some. A longer body is left."""
+    burst of lookups can wait seconds on a resolver that drops some. A body that is longer, or
+    of no stated length, is left (with its connection)."""
+    length = resp.headers.get("Content-Length")
+    bodiless = resp.status_code in (204, 304)
+    if not bodiless and (length is None or not length.isdigit() or int(length) > limit):
+        return
     read = 0
     try:
         for chunk in iter_body(resp, timeout):

@@ -171,3 +171,43 @@ def test_metadata_headers_read_without_the_body_are_the_same(raw: bytes) -> None
 
     assert headers(_header_block(raw)) == headers(raw)
     assert parse_metadata(raw, "test").raw == raw
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "boto3-1.28.0.tar.gz",
+        "boto3-1.28.0.zip",
+        "SQLAlchemy-2.0.1.tar.gz",
+        "zope.interface-6.0.tar.gz",
+        "my_pkg-1.0.post1.tar.gz",
+        "my-pkg-1.0.tar.gz",
+        "my-2-1.0.tar.gz",
+        "demo-1.0+local.tar.gz",
+        "demo-1!2.0.tar.gz",
+        "demo-1.0rc1.zip",
+        "demo-not.a.version.tar.gz",
+        "demo.tar.gz",
+        "-1.0.tar.gz",
+        "demo-1.0.tgz",
+        "demo-1.0.tar.bz2",
+        "foo bar-1.0.tar.gz",
+        "demo-1.0.TAR.GZ",
+        "Demo_Pkg-01.00.tar.gz",
+    ],
+)
+def test_sdist_names_parsed_with_the_release_as_on_their_own(filename: str) -> None:
+    """An sdist shares its release's name-and-version parse with the wheels where it can: the
+    same answer, and an error exactly where ``parse_sdist_filename`` raises."""
+    from packaging.utils import InvalidSdistFilename, parse_sdist_filename
+
+    from safepip.resolve import sdist_name_version
+
+    try:
+        expected = parse_sdist_filename(filename)
+    except InvalidSdistFilename:
+        with pytest.raises(InvalidSdistFilename):
+            sdist_name_version(filename)
+        return
+    assert sdist_name_version(filename) == expected
+    assert sdist_name_version(filename) == expected  # and from the cache

@@ -48,6 +48,7 @@ __all__ = [
     "VersionTables",
     "parse_metadata",
     "resolve",
+    "sdist_name_version",
     "wheel_name_version_tags",
 ]
 
@@ -119,6 +120,23 @@ def wheel_name_version_tags(filename: str) -> tuple[NormalizedName, Version, fro
     stem, interpreters, abis, platforms = filename[:-4].rsplit("-", 3)
     name, version = _wheel_stem(stem)
     return name, version, _wheel_tags(f"{interpreters}-{abis}-{platforms}")
+
+
+def sdist_name_version(filename: str) -> tuple[NormalizedName, Version]:
+    """``parse_sdist_filename(filename)``, from the parse of the release's wheels when the name
+    has no dash of its own (``boto3-1.28.0.tar.gz`` shares ``boto3-1.28.0`` with the release's
+    wheel): the same answer; the same errors, as anything the shared parse does not take goes
+    to ``parse_sdist_filename`` itself."""
+    for suffix in (".tar.gz", ".zip"):
+        if filename.endswith(suffix):
+            stem = filename[: -len(suffix)]
+            if stem.count("-") == 1:
+                try:
+                    return _wheel_stem(stem)
+                except (InvalidWheelFilename, InvalidVersion):
+                    break
+            break
+    return parse_sdist_filename(filename)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -608,7 +626,7 @@ class Provider(AbstractProvider):  # type: ignore[misc]
                 if not any(t in self._tag_rank for t in tags):
                     return None
             else:
-                sname, version = parse_sdist_filename(link.filename)
+                sname, version = sdist_name_version(link.filename)
                 if sname != name:
                     return None
         except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):

@@ -380,13 +380,12 @@ def refresh_trust_root(trust_root_dir: Path) -> None:
         ClientTrustConfig.production(offline=False)
 
 
-def _fetched_for(
-    session: requests.Session, vf: VerifiedFile, timeout: float
+def _provenance(
+    session: requests.Session, link: FileLink, name: str, version: str, timeout: float
 ) -> bytes | ProvenanceOutcome:
-    """One file's provenance bytes, or its outcome when there are none to verify."""
-    link = vf.pin.source
-    assert isinstance(link, FileLink)
-    url = _provenance_url(vf)
+    """The provenance bytes of one file the index lists, or its outcome when there are none to
+    verify."""
+    url = link.provenance_url or _integrity_url(link, name, version)
     if url is None:
         return Unattested(link.filename, "the index serves no provenance")
     raw = fetch_provenance(session, url, timeout)
@@ -409,21 +408,18 @@ def file_outcome(
     trust_root_dir: Path | None,
 ) -> ProvenanceOutcome:
     """Fetch and verify the provenance of one file the index lists, with digest ``sha256``."""
-    url = link.provenance_url or _integrity_url(link, name, version)
-    if url is None:
-        return Unattested(link.filename, "the index serves no provenance")
-    raw = fetch_provenance(session, url, timeout)
+    raw = _provenance(session, link, name, version, timeout)
     if not isinstance(raw, bytes):
-        if isinstance(raw, Unattested):
-            return Unattested(link.filename, raw.reason, served_by_index=True)
-        return Rejected(link.filename, raw.reason)
+        return raw
     return verify_provenance(raw, link.filename, sha256, expected, trust_root_dir)
 
 
-def _provenance_url(vf: VerifiedFile) -> str | None:
+def _provenance_of(
+    session: requests.Session, vf: VerifiedFile, timeout: float
+) -> bytes | ProvenanceOutcome:
     link = vf.pin.source
     assert isinstance(link, FileLink)
-    return link.provenance_url or _integrity_url(link, vf.pin.name, str(vf.pin.version))
+    return _provenance(session, link, vf.pin.name, str(vf.pin.version), timeout)
 
 
 def _verifier_installed() -> bool:
@@ -463,7 +459,7 @@ def attestation_findings(
                 )
         return []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="safepip-attest") as pool:
-        fetched = list(pool.map(lambda vf: _fetched_for(session, vf, timeout), files))
+        fetched = list(pool.map(lambda vf: _provenance_of(session, vf, timeout), files))
         if any(isinstance(raw, bytes) for raw in fetched) and not verifier_available():
             return []
 

@@ -713,7 +713,7 @@ def check_lock_constraints(
     env = dict(markers, extra="")
     pins = {p.name: p for p in plan.pins}
     for c in constraints:
-        if c.requirement.marker is not None and not c.requirement.marker.evaluate(env):
+        if not c.holds_in(env):
             continue
         pin = pins.get(c.name)
         if pin is None:

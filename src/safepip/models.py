@@ -157,6 +157,12 @@ class UserRequirement:
 
         return canonicalize_name(self.requirement.name)
 
+    def holds_in(self, environment: Mapping[str, str]) -> bool:
+        """Whether it applies where the marker variables are ``environment`` (``extra`` among
+        them): no marker, or one that holds. One that does not is no requirement there."""
+        marker = self.requirement.marker
+        return marker is None or marker.evaluate(dict(environment))
+
 
 @dataclass(frozen=True, slots=True)
 class InstalledDist:

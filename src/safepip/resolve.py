@@ -820,12 +820,11 @@ def resolve(
     env = dict(options.markers, extra="")
     constraint_map: dict[NormalizedName, list[UserRequirement]] = {}
     for c in constraints:
-        # As pip: a constraint whose marker does not hold here is no constraint.
-        if c.requirement.marker is None or c.requirement.marker.evaluate(env):
+        if c.holds_in(env):  # as pip: a constraint whose marker does not hold is none
             constraint_map.setdefault(c.name, []).append(c)
     user_reqs: list[SpecRequirement] = []
     for r in requirements:
-        if r.requirement.marker is not None and not r.requirement.marker.evaluate(env):
+        if not r.holds_in(env):
             continue
         user_reqs.append(
             SpecRequirement(

@@ -365,9 +365,6 @@ def _max_age(cache_control: str) -> int:
     return 0
 
 
-_PARSING = threading.Lock()
-
-
 class IndexClient:
     """Fetches project pages from every configured source, in parallel, once per run."""
 
@@ -439,10 +436,7 @@ class IndexClient:
             return ProjectPage(name=name, index_url=source.url, files=())
         content_type = response.content_type.split(";")[0].strip().lower()
         if content_type == "application/vnd.pypi.simple.v1+json":
-            # One page at a time: parsing holds the interpreter anyway, and a large page's
-            # JSON tree (tens of MB for the largest projects) is then never held twice.
-            with _PARSING:
-                return parse_json_page(response.body, response.url, name, source.url)
+            return parse_json_page(response.body, response.url, name, source.url)
         if content_type in ("text/html", "application/vnd.pypi.simple.v1+html", ""):
             return parse_html_page(response.body, response.url, name, source.url)
         raise InvalidIndexPage(

@@ -22,7 +22,6 @@ from packaging.utils import (
     InvalidWheelFilename,
     NormalizedName,
     canonicalize_name,
-    parse_sdist_filename,
 )
 from packaging.version import InvalidVersion, Version
 
@@ -53,6 +52,7 @@ from safepip.resolve import (
     SdistBuilder,
     VersionTables,
     resolve,
+    sdist_name_version,
     wheel_name_version_tags,
 )
 from safepip.sbom import write_sbom_if_asked
@@ -331,7 +331,7 @@ def _version_of(link: FileLink) -> tuple[NormalizedName, Version] | None:
         if link.is_wheel:  # parse_wheel_filename's answer, from parses shared by each release
             name, version, _ = wheel_name_version_tags(link.filename)
         else:
-            name, version = parse_sdist_filename(link.filename)
+            name, version = sdist_name_version(link.filename)
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
         return None
     return name, version
@@ -604,11 +604,11 @@ def _resolve_build_sets(
     for requirement in requirements:
         by_source.setdefault(requirement.comes_from or "", []).append(requirement)
     taken: list[UserRequirement] = []
+    taken_texts: set[str] = set()
     kept: list[Plan] = []
     for source in sorted(by_source):
-        if kept and {str(r.requirement) for r in by_source[source]} <= {
-            str(r.requirement) for r in taken
-        }:
+        texts = {str(r.requirement) for r in by_source[source]}
+        if kept and texts <= taken_texts:
             taken.extend(by_source[source])  # nothing it asks is new: the same resolution
             continue
         trial = attempt([*taken, *by_source[source]])
@@ -621,6 +621,7 @@ def _resolve_build_sets(
             )
             continue
         taken.extend(by_source[source])
+        taken_texts |= texts
         kept = trial
     return kept, taken
 

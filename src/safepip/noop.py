@@ -476,7 +476,7 @@ def _satisfied(request: _Request, probe: Mapping[str, Any], explicit: bool) -> S
         pending.extend(
             r for r in editable[2] if r.marker is None or _holds(r.marker, markers, _NONE)
         )
-    closure = _closure_satisfied(pending, installed, markers)
+    closure = _satisfied_closure(pending, installed, markers)
     if closure is None or not _constraints_hold(request.constraints, closure, installed, markers):
         return None
     return Satisfied(requested=tuple(requested), verbosity=request.verbosity)
@@ -518,7 +518,7 @@ def _pinned_with_hash(line: _Line) -> bool:
     )
 
 
-def _closure_satisfied(
+def _satisfied_closure(
     pending: list[Requirement],
     installed: Mapping[NormalizedName, _Installed],
     markers: Mapping[str, str],

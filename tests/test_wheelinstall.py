@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import marshal
 import os
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from safepip.install import pip_under
+from safepip.target import probe_target
+from safepip.wheelinstall import InstallerAhead
 from tests.conftest import make_venv, run_safepip
 from tests.kit import Index, IndexServer, tree_digest
 
@@ -174,6 +177,66 @@ def test_a_wheel_pip_refuses_part_way_leaves_the_environment_as_it_was(
     assert "Traceback" not in run.stderr
     assert tree_digest(target_venv) == before
     assert not any(name.startswith("lib") for name in os.listdir(_site(target_venv)))
+
+
+def test_what_the_installers_workers_say_reaches_the_user(
+    index: Index, server: IndexServer, target_venv: Path
+) -> None:
+    """The installer is started before safepip has read its options, silent until the run takes
+    it; then what its workers say (at -v, each command's mode) is the user's to see."""
+    _app(index)
+    py = str(target_venv / "bin/python")
+    run = run_safepip("install", "-v", "--python", py, "-i", server.simple_url, "app")
+    assert run.returncode == 0, run.stderr
+    assert DIRECT in run.stdout + run.stderr
+    assert f"changing mode of {target_venv}/bin/app-cli to 755" in run.stderr
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_an_installer_started_ahead_serves_only_the_environment_it_was_started_for(
+    target_venv: Path,
+) -> None:
+    target = probe_target(str(target_venv / "bin/python"), explicit=True)
+    not_a_venv = InstallerAhead(["app"], os.environ)
+    not_a_venv.probed(dataclasses.replace(target, base_prefix=target.prefix))
+    assert not_a_venv.take(target.executable) is None
+    elsewhere = InstallerAhead(["--target", "out", "app"], os.environ)
+    elsewhere.probed(target)
+    assert elsewhere.take(target.executable) is None
+
+    other = InstallerAhead(["app"], os.environ)
+    other.probed(target)
+    started = other._installer
+    assert started is not None and started.alive and started._proc is not None
+    pid = started._proc.pid
+    assert other.take("/another/python") is None
+    assert _stopped(pid)  # a guess that missed is stopped at once
+
+    same = InstallerAhead(["-q", "app"], os.environ)
+    same.probed(target)
+    taken = same.take(target.executable)
+    assert taken is not None and taken.alive and taken._proc is not None
+    same.probed(target)  # taken: none started again
+    assert same.take(target.executable) is None
+    pid = taken._proc.pid
+    taken.close()  # never configured: stopped, not waited for
+    assert _stopped(pid)
+
+    unused = InstallerAhead(["app"], os.environ)
+    unused.probed(target)
+    assert unused._installer is not None and unused._installer._proc is not None
+    pid = unused._installer._proc.pid
+    unused.close()
+    assert _stopped(pid)
+    unused.probed(target)  # closed: none started after
+    assert unused._installer is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ import json
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from safepip.config import Settings
-from safepip.models import VerifiedFile
+if TYPE_CHECKING:  # annotations only: an installer started early imports this module
+    from safepip.config import Settings
+    from safepip.models import VerifiedFile
 
 __all__ = ["COMPILE_AND_RECORD", "CompileResult", "compile_installed", "compiles_afterwards"]
 

@@ -9,9 +9,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from safepip import __version__
 from safepip.errors import ExitStatus, SafepipError, UsageError
+
+if TYPE_CHECKING:
+    from safepip.target import ProbeAhead
+    from safepip.wheelinstall import InstallerAhead
 
 __all__ = ["console_main", "main"]
 
@@ -90,21 +95,48 @@ def _passthrough(command: str, args: Sequence[str]) -> int:
         raise SafepipError(f"cannot run pip for {python}: {exc}") from None
 
 
-def _run_pipeline(command: str, args: Sequence[str]) -> int:
+def _start_ahead(
+    command: str, args: Sequence[str]
+) -> tuple[ProbeAhead | None, InstallerAhead | None]:
+    """The target's probe and, for an install, pip's wheel installer once the probe has found a
+    virtual environment, started while safepip's modules load and pip's options are parsed
+    (each is used only if the run turns out to need it, for the same interpreter)."""
     from safepip.target import probe_ahead
 
-    # The target's probe runs while safepip's modules load and pip's options are parsed.
-    ahead = probe_ahead(args, os.environ)
-    from safepip.config import parse_pipeline_args
-    from safepip.pipeline import run
-    from safepip.report import TerminalReporter
+    installer = None
+    if command == "install":
+        from safepip.wheelinstall import InstallerAhead
 
-    settings = parse_pipeline_args(command, args)
-    stream = sys.stderr if settings.report == "-" else sys.stdout
-    from safepip.journal import terminations_interrupt
+        installer = InstallerAhead(args, os.environ)
+    probe = probe_ahead(args, os.environ, then=installer.probed if installer else None)
+    return probe, installer
 
-    with terminations_interrupt():  # SIGTERM unwinds like Ctrl-C: nothing left half-written
-        run(settings, reporter=TerminalReporter(settings.verbosity, stream), ahead=ahead)
+
+def _run_pipeline(
+    command: str,
+    args: Sequence[str],
+    ahead: tuple[ProbeAhead | None, InstallerAhead | None] | None = None,
+) -> int:
+    probe, installer = ahead if ahead is not None else _start_ahead(command, args)
+    try:
+        from safepip.config import parse_pipeline_args
+        from safepip.pipeline import run
+        from safepip.report import TerminalReporter
+
+        settings = parse_pipeline_args(command, args)
+        stream = sys.stderr if settings.report == "-" else sys.stdout
+        from safepip.journal import terminations_interrupt
+
+        with terminations_interrupt():  # SIGTERM unwinds like Ctrl-C: nothing left half-written
+            run(
+                settings,
+                reporter=TerminalReporter(settings.verbosity, stream),
+                ahead=probe,
+                installer=installer,
+            )
+    finally:
+        if installer is not None:
+            installer.close()  # unused (or used and closed already)
     return ExitStatus.OK
 
 
@@ -166,6 +198,19 @@ def _dispatch(args: list[str]) -> int:
         return ExitStatus.OK
     if _already_satisfied(args):
         return ExitStatus.OK
+    # `safepip install ...`, the common case, gets its probe and installer going before the
+    # configuration module (pip's parser among it) loads.
+    ahead = _start_ahead(args[0], args[1:]) if args[0] == "install" else None
+    try:
+        return _dispatch_command(args, ahead)
+    finally:
+        if ahead is not None and ahead[1] is not None:
+            ahead[1].close()  # unused (or used and closed already)
+
+
+def _dispatch_command(
+    args: list[str], ahead: tuple[ProbeAhead | None, InstallerAhead | None] | None
+) -> int:
     from safepip.config import PASSTHROUGH_COMMANDS, PIPELINE_COMMANDS, split_command
 
     command, rest = split_command(args)
@@ -188,7 +233,7 @@ def _dispatch(args: list[str]) -> int:
     if command in PIPELINE_COMMANDS:
         if "-h" in rest or "--help" in rest:
             return _passthrough_help(command)
-        return _run_pipeline(command, rest)
+        return _run_pipeline(command, rest, ahead if command == "install" else None)
     if command == "debug" and rest[:1] == ["sandbox"]:
         return _debug_sandbox()
     if command in PASSTHROUGH_COMMANDS:

@@ -6,10 +6,14 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from safepip.config import Settings
 from safepip.errors import HandoffError
-from safepip.models import FileLink, VerifiedFile
+from safepip.models import FileLink
+
+if TYPE_CHECKING:  # annotations only: an installer started early imports this module
+    from safepip.config import Settings
+    from safepip.models import VerifiedFile
 
 __all__ = ["handoff_command", "run_handoff", "run_pip", "scrubbed_pip_env"]
 

@@ -56,7 +56,12 @@ from safepip.sbom import write_sbom_if_asked
 from safepip.target import ProbeAhead, Target, find_interpreter, probe_target
 from safepip.verify import verify_wheel
 from safepip.wheelgate import check_wheel_contents, layout_from
-from safepip.wheelinstall import applies, install_directly, standby_installer
+from safepip.wheelinstall import (
+    InstallerAhead,
+    applies,
+    install_directly,
+    standby_installer,
+)
 
 __all__ = ["Outcome", "run"]
 
@@ -174,6 +179,7 @@ def run(
     environ: Mapping[str, str] | None = None,
     reporter: Reporter | None = None,
     ahead: ProbeAhead | None = None,
+    installer: InstallerAhead | None = None,
 ) -> Outcome:
     environ = os.environ if environ is None else environ
     reporter = reporter or NullReporter()
@@ -216,7 +222,7 @@ def run(
     stack = contextlib.ExitStack()
     try:
         # pip's wheel installer starts now, under the target interpreter, and waits for the files.
-        standby = stack.enter_context(standby_installer(settings, target, environ))
+        standby = stack.enter_context(standby_installer(settings, target, environ, early=installer))
         links = IndexLinks.for_settings(client, settings.policy, settings.extra, reporter)
         fetcher = MetadataFetcher(session, store, timeout=settings.net.timeout)
         options = _resolve_options(settings, target)

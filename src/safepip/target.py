@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,21 +185,33 @@ def find_interpreter(python: str | None, environ: Mapping[str, str]) -> tuple[st
 class ProbeAhead:
     """The probe of the interpreter a run will most likely target, started in the background
     while pip's options are parsed (that takes longer than the probe). It is used only by a
-    ``probe_target`` of the same interpreter, and only once."""
+    ``probe_target`` of the same interpreter, and only once. ``then`` is called with the target
+    it found (if it found one) before the probe's result is handed over."""
 
-    def __init__(self, python: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        python: str,
+        timeout: float = 60.0,
+        then: Callable[[Target], None] | None = None,
+    ) -> None:
         self.python = python
         self._result: Future[subprocess.CompletedProcess[bytes]] | None = Future()
         self._lock = threading.Lock()
+        self._then = then
         threading.Thread(
             target=self._work, args=(self._result, timeout), name="safepip-probe", daemon=True
         ).start()
 
     def _work(self, fut: Future[subprocess.CompletedProcess[bytes]], timeout: float) -> None:
         try:
-            fut.set_result(_run_probe(self.python, timeout))
+            proc = _run_probe(self.python, timeout)
         except BaseException as exc:
             fut.set_exception(exc)
+            return
+        if self._then is not None:
+            with contextlib.suppress(Exception):  # probe_target reports what is wrong
+                self._then(_target_from(self.python, proc))
+        fut.set_result(proc)
 
     def take(self, python: str) -> Future[subprocess.CompletedProcess[bytes]] | None:
         with self._lock:
@@ -208,7 +221,11 @@ class ProbeAhead:
             return fut
 
 
-def probe_ahead(args: Sequence[str], environ: Mapping[str, str]) -> ProbeAhead | None:
+def probe_ahead(
+    args: Sequence[str],
+    environ: Mapping[str, str],
+    then: Callable[[Target], None] | None = None,
+) -> ProbeAhead | None:
     """Start probing the interpreter ``args`` most likely target (``--python``, ``PIP_PYTHON``,
     else the active environment); None when it cannot be told yet."""
     python: str | None = environ.get("PIP_PYTHON") or None
@@ -221,7 +238,7 @@ def probe_ahead(args: Sequence[str], environ: Mapping[str, str]) -> ProbeAhead |
         found, _ = find_interpreter(python, environ)
     except Exception:  # the pipeline finds it again, and reports what is wrong
         return None
-    return ProbeAhead(found)
+    return ProbeAhead(found, then=then)
 
 
 def _run_probe(python: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
@@ -251,6 +268,18 @@ def probe_target(
     (put first on ``sys.path`` through a private directory), never the target's."""
     early = ahead.take(python) if ahead is not None else None
     proc = early.result() if early is not None else _run_probe(python, timeout)
+    target = _target_from(python, proc)
+    if not explicit and Path(target.prefix).resolve() in _own_prefixes():
+        raise PolicyRefusal(
+            f"the target {python} is safepip's own environment",
+            hint="activate the environment you mean, or pass --python PATH to name it",
+            reference="target-is-safepip",
+        )
+    return target
+
+
+def _target_from(python: str, proc: subprocess.CompletedProcess[bytes]) -> Target:
+    """The target the probe of ``python`` describes; raises what is wrong with it."""
     if proc.returncode != 0:
         version_hint = _version_of(python)
         if version_hint is not None and version_hint < MIN_TARGET_PYTHON:
@@ -264,7 +293,7 @@ def probe_target(
     version = tuple(data["version"])
     if version[:2] < MIN_TARGET_PYTHON:
         raise _too_old(python, version[:2])
-    target = Target(
+    return Target(
         python=python,
         executable=data["executable"],
         version=(version[0], version[1], version[2]),
@@ -281,13 +310,6 @@ def probe_target(
         include=data.get("include", ""),
         user_paths=data.get("user_paths", {}),
     )
-    if not explicit and Path(target.prefix).resolve() in _own_prefixes():
-        raise PolicyRefusal(
-            f"the target {python} is safepip's own environment",
-            hint="activate the environment you mean, or pass --python PATH to name it",
-            reference="target-is-safepip",
-        )
-    return target
 
 
 def _runnable(python: str) -> str:

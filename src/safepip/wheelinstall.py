@@ -18,20 +18,25 @@ import contextlib
 import json
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 
 from safepip.bytecode import COMPILE_AND_RECORD
-from safepip.config import Settings
 from safepip.errors import HandoffError
-from safepip.models import FileLink, Pin, VerifiedFile
-from safepip.report import Reporter
-from safepip.target import Target
+from safepip.models import FileLink
+
+if TYPE_CHECKING:  # annotations only: cli imports this module to start the installer early
+    from safepip.config import Settings
+    from safepip.models import Pin, VerifiedFile
+    from safepip.report import Reporter
+    from safepip.target import Target
 
 __all__ = [
     "DirectInstall",
@@ -45,8 +50,12 @@ __all__ = [
 _CLOSE_GRACE_SECONDS = 5.0
 
 # Runs under the target interpreter with safepip's pip importable (as ``pip --python`` runs it),
-# started while safepip still resolves, downloads and checks. It imports pip's installer, forks its
-# workers and waits on its control socket (fd 0) for lines:
+# started while safepip still loads, resolves, downloads and checks. It imports pip's installer and
+# waits on its control socket (fd 0) for lines:
+#   "S <json>"  start: {"compile", "log_level"}, with safepip's stderr attached (SCM_RIGHTS), which
+#               becomes this process's own (until then it may be /dev/null: an installer started
+#               before the run is known to need it says nothing); the workers are forked then, and
+#               what the target holds is read;
 #   "C <json>"  compile ahead: [{"name", "path"}] of verified wheels; each top-level module is
 #               compiled in memory, for the path it will have; nothing is written anywhere;
 #   "I <spec> <result>"  install, with the journal lock's descriptor attached (SCM_RIGHTS);
@@ -92,7 +101,7 @@ def set_up_logging(level):
     handler.setFormatter(_Prefixed("%(message)s"))
     handler.setLevel(level)
     logger = logging.getLogger("pip")
-    logger.addHandler(handler)
+    logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
     # As pip sets it up: its vendored libraries speak only at -v (distlib's "changing mode").
@@ -266,12 +275,31 @@ def warn_about_conflicts(details):
         InstallCommand._warn_about_conflicts(None, details, "resolvelib")
 
 
+def fork_workers():
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    pool.submit(int).result()  # every worker forked now, before any file is written
+    return pool
+
+
 class Standby:
     def __init__(self, pool):
         self.pool = pool
-        self.before = installed_now()  # while safepip still works: not at the end
+        self.before = None  # what the target holds, read once the run is known
         self.plans = {}  # wheel path -> (modules, destinations)
         self.ahead = {}  # wheel path -> futures of its modules compiled ahead
+
+    def configure(self, spec, fds):
+        if len(fds) == 1:  # safepip's stderr: pip's messages and errors go where safepip's do
+            os.dup2(fds[0], 2)
+            os.close(fds[0])
+        start.update(spec)
+        set_up_logging(start["log_level"])
+        if self.pool is None:
+            self.pool = fork_workers()
+        self.before = installed_now()  # while safepip still works: not at the end
 
     def plan(self, item):
         path = item["path"]
@@ -351,7 +379,11 @@ class Standby:
         return counts, conflicts
 
     def conflicts(self, spec, items):
-        return conflicts_once_installed(self.before, items) if spec["warn_conflicts"] else None
+        if not spec["warn_conflicts"]:
+            return None
+        return conflicts_once_installed(
+            self.before if self.before is not None else installed_now(), items
+        )
 
 
 def read_messages(sock):
@@ -372,9 +404,12 @@ def read_messages(sock):
 
 
 def serve(standby, sock):
-    for line, _fds in read_messages(sock):  # the journal lock stays held while this process runs
+    for line, fds in read_messages(sock):  # the journal lock stays held while this process runs
         kind, _, rest = line.partition(" ")
-        if kind == "C":
+        if kind == "S":
+            standby.configure(json.loads(rest), list(fds))
+            fds.clear()
+        elif kind == "C":
             standby.compile_ahead(json.loads(rest))
         elif kind == "I":
             spec_path, result_path = rest.split(" ", 1)
@@ -405,18 +440,13 @@ def install(standby, spec, result_path):
 
 
 def main():
-    set_up_logging(start["log_level"])
     sock = socket.socket(fileno=0)
-    workers = max(1, min(os.cpu_count() or 1, 8))
-    pool = None
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-        pool.submit(int).result()  # every worker forked now, before any file is written
+    standby = Standby(None)
     try:
-        return serve(Standby(pool), sock)
+        return serve(standby, sock)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if standby.pool is not None:
+            standby.pool.shutdown(wait=True, cancel_futures=True)
 
 
 if __name__ == "__main__":
@@ -474,14 +504,10 @@ def _log_level(verbosity: int) -> str:
     return {0: "INFO", -1: "WARNING", -2: "ERROR"}.get(verbosity, "CRITICAL")
 
 
-def _start_spec(settings: Settings) -> dict[str, object]:
+def _pip_parent() -> str:
     import pip
 
-    return {
-        "pip_parent": str(Path(pip.__file__).resolve().parent.parent),
-        "compile": settings.compile,
-        "log_level": _log_level(settings.verbosity),
-    }
+    return str(Path(pip.__file__).resolve().parent.parent)
 
 
 def _spec(settings: Settings, files: Sequence[VerifiedFile]) -> dict[str, object]:
@@ -505,26 +531,47 @@ def _spec(settings: Settings, files: Sequence[VerifiedFile]) -> dict[str, object
 
 
 class StandbyInstaller:
-    """pip's wheel installer under the target interpreter, started while safepip still resolves,
-    downloads and checks, so that its start-up and the compilation of the verified wheels'
-    modules (in memory: nothing is written) overlap that work. It writes into the target only
-    when :meth:`install` tells it to, inside the journal; closed without that, it just exits."""
+    """pip's wheel installer under the target interpreter, started while safepip still loads,
+    resolves, downloads and checks, so that its start-up and the compilation of the verified
+    wheels' modules (in memory: nothing is written) overlap that work. It does nothing for a run
+    until :meth:`configure` hands it the run's settings, and writes into the target only when
+    :meth:`install` tells it to, inside the journal; closed without that, it just exits.
 
-    def __init__(self, settings: Settings, target_python: str, environ: Mapping[str, str]):
+    Started ``early`` (before the run is known to need it, see :func:`installer_ahead`), it
+    says nothing until configured: a target it cannot run under fails silently, and the run
+    then starts another installer or uses pip's command line."""
+
+    def __init__(self, target_python: str, environ: Mapping[str, str], *, early: bool = False):
         from safepip.install import scrubbed_pip_env
         from safepip.journal import start_in_own_session
 
+        self.python = target_python
+        self._configured = False
         self._sending = threading.Lock()
         self._ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = [target_python, "-c", _INSTALLER, json.dumps(_start_spec(settings))]
+        argv = [target_python, "-c", _INSTALLER, json.dumps({"pip_parent": _pip_parent()})]
         try:
             # The same environment pip would run in: PYTHONPYCACHEPREFIX and SOURCE_DATE_EPOCH
             # count. A session of its own: a Ctrl-C reaches safepip, which stops it.
             self._proc: subprocess.Popen[bytes] | None = start_in_own_session(
-                argv, scrubbed_pip_env(environ), stdin=theirs.fileno()
+                argv,
+                scrubbed_pip_env(environ),
+                stdin=theirs.fileno(),
+                stderr=subprocess.DEVNULL if early else None,
             )
         finally:
             theirs.close()
+
+    @property
+    def alive(self) -> bool:
+        """Whether it is still running (one started early may have failed to start)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def configure(self, settings: Settings) -> None:
+        """Hand it the run's settings and safepip's stderr, which becomes its own; its workers
+        are forked now and it reads what the target holds."""
+        spec = {"compile": settings.compile, "log_level": _log_level(settings.verbosity)}
+        self._configured = self._send(f"S {json.dumps(spec)}\n", (sys.stderr.fileno(),))
 
     def compile_ahead_of(self, pins: Sequence[Pin]) -> Callable[[FileLink, Path], None]:
         """A callback for :func:`safepip.fetch.download_all`: each wheel of ``pins``, once in,
@@ -578,12 +625,16 @@ class StandbyInstaller:
         return result
 
     def close(self) -> None:
-        """Let it exit without installing (it has written nothing); stop it if it lingers."""
+        """Let it exit without installing (it has written nothing); stop it if it lingers, or at
+        once if it was never configured (it has done nothing for this run)."""
         from safepip.journal import stop_session
 
         self._ours.close()
         proc, self._proc = self._proc, None
         if proc is None:
+            return
+        if not self._configured:
+            stop_session(proc)
             return
         try:
             proc.wait(timeout=_CLOSE_GRACE_SECONDS)
@@ -599,16 +650,91 @@ class StandbyInstaller:
         return True
 
 
+# Options with which the direct hand-off cannot serve an install (see may_apply): with any of them
+# on the command line, no installer is started ahead.
+_NOT_DIRECT = frozenset(
+    {
+        "--dry-run",
+        "-t",
+        "--target",
+        "--prefix",
+        "--root",
+        "--user",
+        "--platform",
+        "--python-version",
+        "--implementation",
+        "--abi",
+        "--force-reinstall",
+        "-I",
+        "--ignore-installed",
+        "--exists-action",
+        "--log",
+        "--log-file",
+        "--local-log",
+    }
+)
+
+
+class InstallerAhead:
+    """pip's wheel installer for an ``install``, started before safepip has loaded and parsed the
+    command line ``args``, as soon as the target's probe (:class:`safepip.target.ProbeAhead`)
+    finds a virtual environment, and only when nothing in ``args`` rules the direct hand-off out.
+    It is a guess: the run takes it only for the same interpreter, and
+    :func:`standby_installer` uses it only if the hand-off may serve the run; it is stopped
+    otherwise."""
+
+    def __init__(self, args: Sequence[str], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._wanted = hasattr(socket, "AF_UNIX") and not any(
+            arg.partition("=")[0] in _NOT_DIRECT for arg in args
+        )
+        self._lock = threading.Lock()
+        self._installer: StandbyInstaller | None = None
+
+    def probed(self, target: Target) -> None:
+        """Start the installer for ``target`` if it is a virtual environment (called from the
+        probe's thread, before the run sees the probe's result)."""
+        if not self._wanted or not target.is_virtualenv:
+            return
+        with self._lock:
+            if self._installer is None:
+                self._installer = StandbyInstaller(target.executable, self._environ, early=True)
+
+    def take(self, executable: str) -> StandbyInstaller | None:
+        """The installer started for ``executable``, still running; any other is stopped."""
+        with self._lock:
+            installer, self._installer, self._wanted = self._installer, None, False
+        if installer is not None and not (installer.python == executable and installer.alive):
+            installer.close()
+            return None
+        return installer
+
+    def close(self) -> None:
+        """Stop an installer nobody took (and start none after this)."""
+        with self._lock:
+            installer, self._installer, self._wanted = self._installer, None, False
+        if installer is not None:
+            installer.close()
+
+
 @contextlib.contextmanager
 def standby_installer(
-    settings: Settings, target: Target, environ: Mapping[str, str]
+    settings: Settings,
+    target: Target,
+    environ: Mapping[str, str],
+    early: InstallerAhead | None = None,
 ) -> Iterator[StandbyInstaller | None]:
-    """A :class:`StandbyInstaller` for a run the direct hand-off may serve, else None."""
+    """A :class:`StandbyInstaller` for a run the direct hand-off may serve, else None: the one
+    ``early`` started for the target, if it did."""
+    started = early.take(target.executable) if early is not None else None
     if not may_apply(settings, target) or not hasattr(socket, "AF_UNIX"):
+        if started is not None:
+            started.close()
         yield None
         return
-    standby = StandbyInstaller(settings, target.executable, environ)
+    standby = started or StandbyInstaller(target.executable, environ)
     try:
+        standby.configure(settings)
         yield standby
     finally:
         standby.close()
@@ -626,8 +752,9 @@ def install_directly(
     started now."""
     if standby is not None:
         return standby.install(settings, files, reporter)
-    fresh = StandbyInstaller(settings, target_python, environ)
+    fresh = StandbyInstaller(target_python, environ)
     try:
+        fresh.configure(settings)
         return fresh.install(settings, files, reporter)
     finally:
         fresh.close()

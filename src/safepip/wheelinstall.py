@@ -130,29 +130,41 @@ def lib_dir_of(zf, name, scheme):
     return info_dir, lib_dir
 
 
+_OPENED = {}
+
+
+def opened(path):
+    # A wheel's central directory is read once per process, however many times the wheel is
+    # read (compile-ahead chunks, then the install's own look at it).
+    zf = _OPENED.get(path)
+    if zf is None:
+        zf = _OPENED[path] = zipfile.ZipFile(path)
+    return zf
+
+
 def wheel_plan(path, name):
     # The top-level .py members with the paths install_wheel gives them (the .data ones are
     # compiled after installing, as any module not compiled ahead), and where every file and
     # command of the wheel goes, to tell whether two wheels overlap.
     scheme = get_scheme(name, isolated=True)
     modules, out = [], set()
-    with zipfile.ZipFile(path) as zf:
-        info_dir, lib_dir = lib_dir_of(zf, name, scheme)
-        data_dir = info_dir[: -len(".dist-info")] + ".data/"
-        for m in zf.namelist():
-            if m.startswith(data_dir):
-                key, _, rest = m[len(data_dir):].partition("/")
-                base = getattr(scheme, key, None) or key
-                out.add(os.path.normpath(os.path.join(base, rest)))
-                continue
-            dest = os.path.normpath(os.path.join(lib_dir, m))
-            out.add(dest)
-            if m.endswith(".py"):
-                modules.append((m, dest))
-        try:
-            text = zf.read(info_dir + "/entry_points.txt").decode("utf-8")
-        except KeyError:
-            text = ""
+    zf = opened(path)
+    info_dir, lib_dir = lib_dir_of(zf, name, scheme)
+    data_dir = info_dir[: -len(".dist-info")] + ".data/"
+    for m in zf.namelist():
+        if m.startswith(data_dir):
+            key, _, rest = m[len(data_dir):].partition("/")
+            base = getattr(scheme, key, None) or key
+            out.add(os.path.normpath(os.path.join(base, rest)))
+            continue
+        dest = os.path.normpath(os.path.join(lib_dir, m))
+        out.add(dest)
+        if m.endswith(".py"):
+            modules.append((m, dest))
+    try:
+        text = zf.read(info_dir + "/entry_points.txt").decode("utf-8")
+    except KeyError:
+        text = ""
     section = ""
     for line in text.splitlines():
         line = line.strip()
@@ -165,18 +177,18 @@ def wheel_plan(path, name):
 
 def compile_ahead(path, members):
     out = {}
-    with zipfile.ZipFile(path) as zf:
-        for member, dest in members:
-            try:
-                data = zf.read(member)
-                loader = importlib.machinery.SourceFileLoader("<py_compile>", dest)
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore")
-                    code = loader.source_to_code(data, dest)
-                source_hash = b"" if TIMESTAMPED else importlib.util.source_hash(data)
-                out[dest] = (record_digest(data), source_hash, marshal.dumps(code))
-            except Exception:  # compiled after installing, where compileall reports it
-                continue
+    zf = opened(path)
+    for member, dest in members:
+        try:
+            data = zf.read(member)
+            loader = importlib.machinery.SourceFileLoader("<py_compile>", dest)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore")
+                code = loader.source_to_code(data, dest)
+            source_hash = b"" if TIMESTAMPED else importlib.util.source_hash(data)
+            out[dest] = (record_digest(data), source_hash, marshal.dumps(code))
+        except Exception:  # compiled after installing, where compileall reports it
+            continue
     return out
 
 
@@ -219,8 +231,7 @@ def install_one(item, ahead):
     )
     if not item["compile"]:
         return 0, 0
-    with zipfile.ZipFile(wheel) as zf:
-        info_dir, lib_dir = lib_dir_of(zf, name, scheme)
+    info_dir, lib_dir = lib_dir_of(opened(wheel), name, scheme)
     dist_info = os.path.join(lib_dir, info_dir)
     pycs, failed = [], 0
     for path, digest in sources_and_digests(dist_info).items():
@@ -450,7 +461,10 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # the result is written; tearing pip's modules down decides nothing
 """
 )
 

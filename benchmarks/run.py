@@ -59,7 +59,7 @@ RSS_LIMIT_MB = 150.0
 @dataclass
 class Sample:
     seconds: float
-    max_rss_mb: float  # the largest of the process and its children (wait4)
+    max_rss_mb: float  # the largest of the process and its descendants (VmHWM, polled)
     own_rss_mb: float  # the process itself (VmHWM, read until it exits)
 
 
@@ -158,7 +158,7 @@ def run_timed(argv: Sequence[str], env: dict[str, str], cwd: Path) -> Sample:
         start = time.perf_counter()
         proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=out, stderr=out)
         own = _HighWaterMark(proc.pid)
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status = os.waitpid(proc.pid, 0)
         elapsed = time.perf_counter() - start
         own.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -166,34 +166,72 @@ def run_timed(argv: Sequence[str], env: dict[str, str], cwd: Path) -> Sample:
             out.seek(0)
             text = out.read().decode(errors="replace")[-4000:]
             raise BenchFailure(f"{' '.join(argv)} exited {proc.returncode}:\n{text}")
-    return Sample(seconds=elapsed, max_rss_mb=usage.ru_maxrss / 1024, own_rss_mb=own.peak_mb)
+    return Sample(seconds=elapsed, max_rss_mb=own.tree_peak_mb, own_rss_mb=own.peak_mb)
 
 
 class _HighWaterMark:
-    """Polls a process's VmHWM (its own peak RSS, children excluded) until it exits."""
+    """Polls the VmHWM (peak RSS) of a process, and less often of each of its descendants, until
+    it exits. (wait4's ru_maxrss cannot tell the descendants' peak: a child forked from this
+    harness counts the harness's own pages until it execs, and wait4 reports that.)"""
 
-    def __init__(self, pid: int, interval: float = 0.01) -> None:
-        self.peak_mb = 0.0
-        self._path = Path(f"/proc/{pid}/status")
+    def __init__(self, pid: int, interval: float = 0.01, tree_every: int = 5) -> None:
+        self.peak_mb = 0.0  # the process itself
+        self.tree_peak_mb = 0.0  # the largest of it and its descendants
+        self._pid = pid
         self._interval = interval
+        self._tree_every = tree_every
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
 
     def _poll(self) -> None:
+        polls = 0
         while not self._done.is_set():
-            try:
-                text = self._path.read_text()
-            except OSError:
+            own = _vm_hwm_mb(self._pid)
+            if own is None:
                 return
-            for line in text.splitlines():
-                if line.startswith("VmHWM:"):
-                    self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+            self.peak_mb = max(self.peak_mb, own)
+            self.tree_peak_mb = max(self.tree_peak_mb, own)
+            if polls % self._tree_every == 0:
+                for pid in _descendants(self._pid):
+                    self.tree_peak_mb = max(self.tree_peak_mb, _vm_hwm_mb(pid) or 0.0)
+            polls += 1
             self._done.wait(self._interval)
 
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                children = Path(f"/proc/{parent}/task/{tid}/children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                out.append(child)
+                todo.append(child)
+    return out
 
 
 # ---------------------------------------------------------------------------- commands
@@ -572,6 +610,18 @@ def serve(projects: dict[Any, Any], latency: float) -> int:
             return 0
 
 
+def _raw(results: Results) -> dict[str, list[dict[str, float]]]:
+    """Every sample of every operation and tool: its seconds and peak RSS (own, and the largest
+    of it and its child processes)."""
+    return {
+        f"{o}/{t}": [
+            {"seconds": x.seconds, "own_rss_mb": x.own_rss_mb, "max_rss_mb": x.max_rss_mb}
+            for x in v
+        ]
+        for (o, t), v in results.samples.items()
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
@@ -581,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         return serve(projects, args.latency)
     all_misses: list[str] = []
-    raw: dict[str, dict[str, list[float]]] = {}
+    raw: dict[str, dict[str, list[dict[str, float]]]] = {}
     with tempfile.TemporaryDirectory(prefix="safepip-bench-") as tmp:
         ws = Workspace(Path(tmp), real_index=False)
         lock_tools = (*TOOLS, "pip-compile") if lock_supported(ws) else ("pip", "uv")
@@ -610,9 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(text)
         all_misses += misses
-        raw["mirror"] = {
-            f"{o}/{t}": [s.seconds for s in v] for (o, t), v in results.samples.items()
-        }
+        raw["mirror"] = _raw(results)
         if args.real_index:
             real_root = Path(tmp) / "real"
             real_root.mkdir()
@@ -624,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             text, misses = table(real, f"the real default index, median of {args.reps}")
             print()
             print(text)
-            raw["real"] = {f"{o}/{t}": [s.seconds for s in v] for (o, t), v in real.samples.items()}
+            raw["real"] = _raw(real)
     print(f"\n(took {time.perf_counter() - started:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps(raw, indent=1))

@@ -19,7 +19,7 @@ import threading
 import time
 import venv
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -613,13 +613,7 @@ def serve(projects: dict[Any, Any], latency: float) -> int:
 def _raw(results: Results) -> dict[str, list[dict[str, float]]]:
     """Every sample of every operation and tool: its seconds and peak RSS (own, and the largest
     of it and its child processes)."""
-    return {
-        f"{o}/{t}": [
-            {"seconds": x.seconds, "own_rss_mb": x.own_rss_mb, "max_rss_mb": x.max_rss_mb}
-            for x in v
-        ]
-        for (o, t), v in results.samples.items()
-    }
+    return {f"{o}/{t}": [asdict(x) for x in v] for (o, t), v in results.samples.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

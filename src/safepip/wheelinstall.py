@@ -551,7 +551,7 @@ class StandbyInstaller:
     until :meth:`configure` hands it the run's settings, and writes into the target only when
     :meth:`install` tells it to, inside the journal; closed without that, it just exits.
 
-    Started ``early`` (before the run is known to need it, see :func:`installer_ahead`), it
+    Started ``early`` (before the run is known to need it, see :class:`InstallerAhead`), it
     says nothing until configured: a target it cannot run under fails silently, and the run
     then starts another installer or uses pip's command line."""
 
@@ -716,8 +716,7 @@ class InstallerAhead:
 
     def take(self, executable: str) -> StandbyInstaller | None:
         """The installer started for ``executable``, still running; any other is stopped."""
-        with self._lock:
-            installer, self._installer, self._wanted = self._installer, None, False
+        installer = self._release()
         if installer is not None and not (installer.python == executable and installer.alive):
             installer.close()
             return None
@@ -725,10 +724,15 @@ class InstallerAhead:
 
     def close(self) -> None:
         """Stop an installer nobody took (and start none after this)."""
-        with self._lock:
-            installer, self._installer, self._wanted = self._installer, None, False
+        installer = self._release()
         if installer is not None:
             installer.close()
+
+    def _release(self) -> StandbyInstaller | None:
+        """The installer started so far, no longer held here; none is started after this."""
+        with self._lock:
+            installer, self._installer, self._wanted = self._installer, None, False
+        return installer
 
 
 @contextlib.contextmanager

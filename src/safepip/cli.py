@@ -119,6 +119,9 @@ def _run_pipeline(
 ) -> int:
     probe, installer = ahead if ahead is not None else _start_ahead(command, args)
     try:
+        from safepip.heap import fix_mmap_threshold
+
+        fix_mmap_threshold()  # before any index page is read: large buffers go back when freed
         from safepip.config import parse_pipeline_args
         from safepip.pipeline import run
         from safepip.report import TerminalReporter

@@ -521,14 +521,22 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def table(results: Results, title: str) -> tuple[str, list[str]]:
+@dataclass(frozen=True)
+class Miss:
+    """A goal the run missed: a time ratio, or the memory limit."""
+
+    text: str
+    memory: bool = False
+
+
+def table(results: Results, title: str) -> tuple[str, list[Miss]]:
     lines = [
         f"### {title}",
         "",
         "| operation | safepip (s) | pip (s) | uv (s) | safepip/pip | safepip/uv | goal | met |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    misses: list[str] = []
+    misses: list[Miss] = []
     ops: list[str] = []
     for op, _ in results.samples:
         if op not in ops:
@@ -544,9 +552,11 @@ def table(results: Results, title: str) -> tuple[str, list[str]]:
             met = "yes" if ok else "NO"
             if not ok:
                 misses.append(
-                    f"{op}: safepip/{goal.against} = "
-                    + ("not measured" if got is None else f"{got:.2f}")
-                    + f" (goal: {goal.text})"
+                    Miss(
+                        f"{op}: safepip/{goal.against} = "
+                        + ("not measured" if got is None else f"{got:.2f}")
+                        + f" (goal: {goal.text})"
+                    )
                 )
 
         def fmt(v: float | None, digits: int = 2) -> str:
@@ -572,7 +582,9 @@ def table(results: Results, title: str) -> tuple[str, list[str]]:
             f"{with_children:.0f} MB"
         )
         if peak >= RSS_LIMIT_MB:
-            misses.append(f"peak RSS {peak:.0f} MB (goal < {RSS_LIMIT_MB:.0f} MB)")
+            misses.append(
+                Miss(f"peak RSS {peak:.0f} MB (goal < {RSS_LIMIT_MB:.0f} MB)", memory=True)
+            )
     lines.extend(f"- {n}" for n in results.notes)
     return "\n".join(lines), misses
 
@@ -624,7 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     projects = load_files(corpus.directories)
     if args.serve:
         return serve(projects, args.latency)
-    all_misses: list[str] = []
+    all_misses: list[str] = []  # the mirror's goals; against the real index, the memory limit
     raw: dict[str, dict[str, list[dict[str, float]]]] = {}
     with tempfile.TemporaryDirectory(prefix="safepip-bench-") as tmp:
         ws = Workspace(Path(tmp), real_index=False)
@@ -653,7 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"local mirror, {args.latency * 1000:.0f} ms per request, median of {args.reps}",
         )
         print(text)
-        all_misses += misses
+        all_misses += [m.text for m in misses]
         raw["mirror"] = _raw(results)
         if args.real_index:
             real_root = Path(tmp) / "real"
@@ -664,6 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             real_bench.lock.write_text("\n".join(corpus.lock_lines()) + "\n")
             real_bench.run(None, None, lock_tools)
             text, misses = table(real, f"the real default index, median of {args.reps}")
+            # Its times are network-bound and reported only; the memory limit holds there too.
+            all_misses += [f"real index: {m.text}" for m in misses if m.memory]
             print()
             print(text)
             raw["real"] = _raw(real)

@@ -64,3 +64,15 @@ def test_the_setting_is_refused_quietly_off_linux(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(heap.sys, "platform", "darwin")
     assert heap.fix_mmap_threshold() is False
+
+
+def test_the_command_collects_young_objects_less_often() -> None:
+    # What `safepip` (the console script) runs: console_main, with main stubbed to report.
+    script = (
+        "import gc, safepip.cli as cli\n"
+        "cli.main = lambda argv=None: print(gc.get_threshold()[0]) or 0\n"
+        "cli.console_main()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "10000"

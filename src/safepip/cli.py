@@ -162,6 +162,9 @@ def console_main() -> None:
     """The ``safepip`` command: ``main``, then exit without tearing the interpreter down. Thread
     joins and every exit handler still run first; skipped is only the teardown of the modules
     (pip's among them), which takes a tenth of a second and decides nothing."""
+    from safepip.heap import collect_less_often
+
+    collect_less_often()  # before the imports: they make objects by the hundred thousand too
     status = [int(ExitStatus.ERROR)]
     atexit.register(_exit_now, status)  # registered first, so it runs after every other handler
     try:

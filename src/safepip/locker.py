@@ -536,15 +536,21 @@ def _verify_chosen(
         verify_wheel(pin, path)
 
 
-def _build_requirements(
-    packages: Sequence[LockedPackage],
-    session: requests.Session,
-    store: FileStore,
-    timeout: float,
-    direct: Mapping[NormalizedName, _DirectSource],
-) -> list[UserRequirement]:
+_Sdists = Sequence[tuple[LockedPackage, FileLink, Path]]
+
+
+def _download_sdists(
+    packages: Sequence[LockedPackage], session: requests.Session, store: FileStore, timeout: float
+) -> _Sdists:
+    """Every sdist of the locked set, downloaded and checked against its hashes."""
     sdists = [(p, f) for p in packages for f in p.files if not f.is_wheel]
     results = download_all(session, [(f, f.hashes) for _, f in sdists], store, timeout)
+    return [(p, f, path) for (p, f), (path, _) in zip(sdists, results, strict=True)]
+
+
+def _build_requirements(
+    sdists: _Sdists, direct: Mapping[NormalizedName, _DirectSource]
+) -> list[UserRequirement]:
     out = [
         UserRequirement(
             requirement=Requirement(text),
@@ -556,12 +562,9 @@ def _build_requirements(
     # Each archive is read up to its pyproject.toml (all of it when it has none), a few at a time.
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="safepip-sdist") as pool:
         requires = list(
-            pool.map(
-                lambda item: static_build_requires(item[1][0], item[0][1].filename),
-                zip(sdists, results, strict=True),
-            )
+            pool.map(lambda item: static_build_requires(item[2], item[1].filename), sdists)
         )
-    for (package, _), texts in zip(sdists, requires, strict=True):
+    for (package, _, _), texts in zip(sdists, requires, strict=True):
         for text in texts:
             out.append(
                 UserRequirement(
@@ -627,7 +630,7 @@ def _resolve_build_sets(
 
 
 def _lock_build_dependencies(
-    packages: Sequence[LockedPackage],
+    sdists: _Sdists,
     environments: Sequence[ResolveOptions],
     env_markers: Sequence[str],
     settings: Settings,
@@ -638,7 +641,7 @@ def _lock_build_dependencies(
     direct: Mapping[NormalizedName, _DirectSource],
     reporter: Reporter,
 ) -> tuple[LockedPackage, ...]:
-    requirements = _build_requirements(packages, session, store, settings.net.timeout, direct)
+    requirements = _build_requirements(sdists, direct)
     if not requirements:
         return ()
     wheels_only = [
@@ -749,16 +752,20 @@ def run_lock(
     )
     # The plan gates, and the SBOM of what is locked (safepip.gates, safepip.sbom).
     locked_plan = gate_lock(settings, _index_only(plans), links, request.output, reporter)
-    _verify_chosen(plans, session, store, settings.net.timeout)
     sources = _lock_direct(plans, session, store, settings.net.timeout)
     merged = _merge(plans, environments, settings.requirements)
     packages = _locked_packages(merged, env_markers, links, settings, session, store, sources)
+    # The sdists whose build requirements are locked come in while the chosen files are checked.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="safepip-sdists") as pool:
+        sdists = pool.submit(_download_sdists, packages, session, store, settings.net.timeout)
+        _verify_chosen(plans, session, store, settings.net.timeout)  # a refusal waits for them
+        downloaded = sdists.result()
     if pinning is not None:  # publisher identities (PEP 740): safepip.attestlock
         indexed = [p for p in packages if p.direct is None]  # direct references have no index
         pinned = iter(pin_identities(pinning, indexed, settings, session, reporter))
         packages = tuple(p if p.direct is not None else next(pinned) for p in packages)
     build = _lock_build_dependencies(
-        packages,
+        downloaded,
         environments,
         env_markers,
         settings,

@@ -125,8 +125,7 @@ class Mirror:
 
     @property
     def simple_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/simple/"
+        return f"http://127.0.0.1:{self.httpd.server_port}/simple/"  # where it was bound
 
     def __enter__(self) -> Mirror:
         self.thread.start()

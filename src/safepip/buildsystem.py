@@ -34,6 +34,19 @@ def _refuse(filename: str, why: str) -> PolicyRefusal:
     )
 
 
+def _is_pyproject(name: str) -> bool:
+    """Whether an archive member is the project's own pyproject.toml (in its top directory)."""
+    return name.count("/") == 1 and name.endswith("/pyproject.toml")
+
+
+def _check_pyproject(filename: str, *, regular: bool, size: int) -> None:
+    """Refuse an sdist whose pyproject.toml is no regular file or is too large to read."""
+    if not regular:
+        raise _refuse(filename, "pyproject.toml is not a regular file")
+    if size > MAX_PYPROJECT_BYTES:
+        raise _refuse(filename, "pyproject.toml is too large")
+
+
 def _read_member_tar(path: Path, filename: str) -> bytes | None:
     if filename.endswith((".tar.gz", ".tgz")):
         try:
@@ -47,11 +60,8 @@ def _read_member_tarfile(path: Path, filename: str) -> bytes | None:
     try:
         with tarfile.open(path, "r:*") as tf:
             for member in tf:
-                if member.name.count("/") == 1 and member.name.endswith("/pyproject.toml"):
-                    if not member.isfile():
-                        raise _refuse(filename, "pyproject.toml is not a regular file")
-                    if member.size > MAX_PYPROJECT_BYTES:
-                        raise _refuse(filename, "pyproject.toml is too large")
+                if _is_pyproject(member.name):
+                    _check_pyproject(filename, regular=member.isfile(), size=member.size)
                     handle = tf.extractfile(member)
                     return handle.read() if handle is not None else None
     except (tarfile.TarError, OSError, EOFError) as exc:
@@ -201,11 +211,8 @@ def _scan_tar_gz(path: Path, filename: str) -> bytes | None:
                 if size < 0:
                     raise _Undecided
             long_name, pax = None, {}
-            if name.count("/") == 1 and name.endswith("/pyproject.toml"):
-                if kind not in _REGULAR:
-                    raise _refuse(filename, "pyproject.toml is not a regular file")
-                if size > MAX_PYPROJECT_BYTES:
-                    raise _refuse(filename, "pyproject.toml is too large")
+            if _is_pyproject(name):
+                _check_pyproject(filename, regular=kind in _REGULAR, size=size)
                 return stream.read(size)
             if kind in _REGULAR:
                 stream.skip(_padded(size))
@@ -215,10 +222,8 @@ def _read_member_zip(path: Path, filename: str) -> bytes | None:
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
-                name = info.filename
-                if name.count("/") == 1 and name.endswith("/pyproject.toml"):
-                    if info.file_size > MAX_PYPROJECT_BYTES:
-                        raise _refuse(filename, "pyproject.toml is too large")
+                if _is_pyproject(info.filename):
+                    _check_pyproject(filename, regular=True, size=info.file_size)
                     with zf.open(info) as member:
                         return member.read(MAX_PYPROJECT_BYTES + 1)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:

@@ -328,3 +328,40 @@ def test_replaced_files_come_back_after_pip_fails(
     code, err = _run_in_process(target_venv, server.simple_url, capfd, "lib==2.0")
     assert code == 1 and "restored" in err, err
     assert tree_digest(target_venv) == before
+
+
+def test_a_ctrl_c_while_the_last_threads_finish_ends_with_the_outcome_and_no_traceback() -> None:
+    """Ctrl-C after the run's outcome is decided, while the interpreter waits for a pool's
+    thread at exit: the process ends at once with that outcome, with no traceback."""
+    script = r"""
+import signal, sys, threading, os
+from concurrent.futures import ThreadPoolExecutor
+import safepip.cli as cli
+
+released = threading.Event()
+
+def lingering():
+    # Wait (bounded) until the main thread is in threading's shutdown, joining this thread.
+    main = threading.main_thread().ident
+    for _ in range(20000):
+        frame = sys._current_frames().get(main)
+        names = set()
+        while frame is not None:
+            names.add(frame.f_code.co_name)
+            frame = frame.f_back
+        if "_shutdown" in names:
+            break
+        released.wait(0.001)
+    os.kill(os.getpid(), signal.SIGINT)
+    released.wait(30)  # held until the process ends
+
+pool = ThreadPoolExecutor(1)
+def main(argv=None):
+    pool.submit(lingering)
+    return 0
+cli.main = main
+cli.console_main()
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 0, out.stderr

@@ -6,8 +6,10 @@ import argparse
 import atexit
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -173,7 +175,17 @@ def console_main() -> None:
         code = exc.code
         status[0] = code if isinstance(code, int) else (0 if code is None else 1)
         raise
+    finally:
+        _late_interrupt_exits_now(status)
     sys.exit(status[0])
+
+
+def _late_interrupt_exits_now(status: list[int]) -> None:
+    """Once the outcome is decided, a Ctrl-C while the interpreter waits for the last threads
+    (a pool winding down, a cache write) ends the process with that outcome at once, instead of
+    a traceback from inside threading's shutdown."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda _signum, _frame: _exit_now(status))
 
 
 def _exit_now(status: list[int]) -> None:
